@@ -1,0 +1,400 @@
+"""The ``hubnode`` command line: the edge where ``asyncio.run`` lives."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hubnode.audit import AuditReport, audit_file, audit_folder
+from hubnode.config import EMBEDDED, HubFolder
+from hubnode.errors import HubnodeError
+from hubnode.events.ids import hub_display, parse_hub, short_hub
+from hubnode.events.kinds import KINDS
+from hubnode.events.verify import Event
+from hubnode.hublog import HublogWriter
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="hubnode: signed event logs for a peer-to-peer network of community hubs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+log_app = typer.Typer(help="Read, append to and export this hub's event log.", no_args_is_help=True)
+audit_app = typer.Typer(help="Verify signed logs as an auditor.", no_args_is_help=True)
+app.add_typer(log_app, name="log")
+app.add_typer(audit_app, name="audit")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+DataOpt = Annotated[
+    Path,
+    typer.Option(
+        "--data", "-d", envvar="HUBNODE_DATA", help="The hub's data folder.", show_default=False
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+HubOpt = Annotated[str | None, typer.Option("--hub", help="Only this hub (hub:… id).")]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except HubnodeError as e:
+        _fail(str(e))
+
+
+def _hub_arg(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    try:
+        return parse_hub(text)
+    except ValueError as e:
+        _fail(str(e), 2)
+
+
+def _folder(data: Path) -> HubFolder:
+    try:
+        return HubFolder.open(data)
+    except HubnodeError as e:
+        _fail(str(e))
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.buffer.write(msgspec.json.encode(value) + b"\n")
+    sys.stdout.buffer.flush()
+
+
+@contextmanager
+def _progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal (stderr); silent when piped."""
+    if not err.is_terminal:
+        yield lambda n: None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+# -- identity ---------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    data: DataOpt,
+    name: Annotated[str, typer.Option(help="The hub's name as peers will see it.")],
+    network: Annotated[str, typer.Option(help="Network name, e.g. darlington-csn.")],
+    nats_url: Annotated[
+        str, typer.Option(help='NATS server URL, or "embedded" to run a local one.')
+    ] = EMBEDDED,
+) -> None:
+    """Create a new hub: signing key (mode 0600), config file and empty log. Prints the hub id."""
+    try:
+        folder = HubFolder.init(data, name=name, network=network, nats_url=nats_url)
+    except HubnodeError as e:
+        _fail(str(e))
+    out.print(folder.config.hub_id)
+
+
+@app.command("id")
+def show_id(data: DataOpt) -> None:
+    """Print this hub's id (hub:… followed by the base32 public key)."""
+    out.print(_folder(data).config.hub_id)
+
+
+# -- the log ----------------------------------------------------------------------------
+
+
+def _event_json(ev: Event) -> dict[str, Any]:
+    return {
+        "pos": ev.pos,
+        "hub": hub_display(ev.hub),
+        "seq": ev.seq,
+        "id": ev.id.hex(),
+        "prev": ev.prev.hex() if ev.prev else None,
+        "ts": ev.ts,
+        "kind": ev.kind,
+        "body": msgspec.to_builtins(ev.body),
+    }
+
+
+def _when(ts: int) -> str:
+    return datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@log_app.command("show")
+def log_show(
+    data: DataOpt,
+    hub: HubOpt = None,
+    kind: Annotated[str | None, typer.Option(help="Only events of this kind.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many events.", min=1)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print events in local order, decoded for people (--json: one JSON object per line)."""
+    hub_id = _hub_arg(hub)
+    folder = _folder(data)
+
+    async def show() -> None:
+        async with await folder.open_log(with_key=False) as log:
+            after, shown = 0, 0
+            while limit is None or shown < limit:
+                page = await log.events(after_pos=after, hub=hub_id, kind=kind, limit=500)
+                if not page:
+                    break
+                for ev in page[: None if limit is None else limit - shown]:
+                    if as_json:
+                        _print_json(_event_json(ev))
+                    else:
+                        body = msgspec.json.encode(ev.body).decode()
+                        out.print(
+                            f"{ev.pos:>6}  {short_hub(ev.hub)}  #{ev.seq:<5} {_when(ev.ts)}  "
+                            f"{ev.kind:<20} {body}",
+                            markup=False,
+                        )
+                    shown += 1
+                after = page[-1].pos
+
+    _run(show())
+
+
+@log_app.command("append")
+def log_append(
+    data: DataOpt,
+    kind: Annotated[str, typer.Option(help="A registered kind (see `hubnode log kinds`).")],
+    body: Annotated[str, typer.Option("--json", help="The event body as a JSON object.")],
+) -> None:
+    """Sign and append one event of this hub, after validating its body. Prints seq and id."""
+    folder = _folder(data)
+    try:
+        parsed = KINDS.body_from_json(kind, body)
+    except HubnodeError as e:
+        _fail(str(e), 2)
+
+    async def append() -> None:
+        async with await folder.open_log() as log:
+            done = await log.append(kind, parsed)
+        out.print(f"appended {kind} seq {done.seq} id {done.id.hex()}")
+
+    _run(append())
+
+
+@log_app.command("kinds")
+def log_kinds(as_json: JsonOpt = False) -> None:
+    """List the event kinds this hubnode knows, with their body fields."""
+    rows: list[dict[str, Any]] = []
+    for spec in KINDS:
+        fields = [
+            f.encode_name + ("" if f.required else "?") for f in msgspec.structs.fields(spec.body)
+        ]
+        rows.append(
+            {
+                "kind": spec.kind,
+                "version": spec.version,
+                "fields": fields,
+                "about": spec.description,
+            }
+        )
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("kind", "v", "fields (? = optional)", "about")
+    for row in rows:
+        table.add_row(row["kind"], str(row["version"]), ", ".join(row["fields"]), row["about"])
+    out.print(table)
+
+
+@log_app.command("heads")
+def log_heads(data: DataOpt, as_json: JsonOpt = False) -> None:
+    """Print the last seq and event id this log holds for every hub."""
+    folder = _folder(data)
+
+    async def heads() -> None:
+        async with await folder.open_log(with_key=False) as log:
+            held = await log.heads()
+        if as_json:
+            _print_json({hub_display(h): {"seq": v.seq, "id": v.id.hex()} for h, v in held.items()})
+            return
+        table = Table("hub", "seq", "head id")
+        for h, v in held.items():
+            table.add_row(hub_display(h), str(v.seq), v.id.hex())
+        out.print(table)
+
+    _run(heads())
+
+
+@log_app.command("forks")
+def log_forks(data: DataOpt, as_json: JsonOpt = False) -> None:
+    """Print the fork proofs this log holds: two signed events with one (hub, seq)."""
+    folder = _folder(data)
+
+    async def forks() -> None:
+        async with await folder.open_log(with_key=False) as log:
+            proofs = await log.forks()
+        rows: list[dict[str, Any]] = [
+            {
+                "hub": hub_display(p.hub),
+                "seq": p.seq,
+                "ids": [i.hex() for i in p.ids],
+                "detected": _when(p.detected_ms),
+            }
+            for p in proofs
+        ]
+        if as_json:
+            _print_json(rows)
+        elif not rows:
+            out.print("no forks")
+        else:
+            for row in rows:
+                out.print(f"{row['hub']} seq {row['seq']}: {row['ids'][0]} ≠ {row['ids'][1]}")
+
+    _run(forks())
+
+
+@log_app.command("export")
+def log_export(
+    data: DataOpt,
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="The .hublog file to write.")],
+    hub: HubOpt = None,
+) -> None:
+    """Write the log (or one hub's events) to a .hublog file for auditors."""
+    hub_id = _hub_arg(hub)
+    folder = _folder(data)
+
+    async def export() -> tuple[int, int]:
+        async with await folder.open_log(with_key=False) as log:
+            total = await log.count(hub_id)
+            tmp = out_file.with_name(out_file.name + ".part")
+            with _progress("exporting", total) as advance, open(tmp, "wb") as f:
+                writer = HublogWriter(f)
+                async for raw in log.export_records(hub_id):
+                    writer.write(raw)
+                    advance(1)
+            tmp.replace(out_file)
+            return writer.count, writer.size
+
+    count, size = _run(export())
+    err.print(f"wrote {count} records ({size} bytes) to {out_file}")
+
+
+# -- audit ------------------------------------------------------------------------------
+
+
+def _report_json(report: AuditReport, allow_forks: bool) -> dict[str, Any]:
+    return {
+        "source": report.source,
+        "ok": report.ok(allow_forks),
+        "records": report.records,
+        "format_error": report.format_error,
+        "failures": report.failure_count,
+        "first_failures": [str(f) for f in report.failures[:10]],
+        "hubs": {
+            hub_display(h.hub): {
+                "events": h.events,
+                "head_seq": h.head_seq,
+                "head_id": h.head_id.hex(),
+                "forks": h.forks,
+                "bad": h.bad,
+            }
+            for h in report.hubs.values()
+        },
+    }
+
+
+def _print_report(report: AuditReport, allow_forks: bool) -> None:
+    ok = report.ok(allow_forks)
+    mark = "[green]verified[/]" if ok else "[bold red]FAILED[/]"
+    out.print(f"{report.source}: {report.records} records, {len(report.hubs)} hubs — {mark}")
+    table = Table("hub", "events", "head seq", "head id", "forks", "status")
+    for h in report.hubs.values():
+        status = "ok" if h.verified else (f"{h.bad} bad" if h.bad else "forked")
+        table.add_row(
+            hub_display(h.hub),
+            str(h.events),
+            str(h.head_seq),
+            h.head_id.hex()[:16],
+            ", ".join(map(str, h.forks)) or "-",
+            status,
+        )
+    out.print(table)
+    if report.format_error:
+        out.print(f"[bold red]format:[/] {report.format_error}")
+    if report.failures:
+        out.print(f"[bold red]first bad record:[/] {report.failures[0]}", markup=True)
+        if report.failure_count > 1:
+            out.print(f"… and {report.failure_count - 1} more bad records")
+    for h in report.hubs.values():
+        for seq in h.forks:
+            out.print(f"[bold red]fork:[/] {hub_display(h.hub)} signed two events at seq {seq}")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    sources: Annotated[
+        list[Path], typer.Argument(help=".hublog files or hub data folders.", show_default=False)
+    ],
+    allow_forks: Annotated[
+        bool, typer.Option(help="Exit 0 even when fork proofs are found (they are still shown).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check every signature, chain link and seq. Exits 0 only if everything verifies."""
+    reports: list[AuditReport] = []
+    for source in sources:
+        if source.is_dir():
+            with _progress(f"auditing {source}", None) as advance:
+                reports.append(_run(audit_folder(source, advance)))
+        elif source.is_file():
+            with _progress(f"auditing {source}", source.stat().st_size) as advance:
+                reports.append(audit_file(source, advance))
+        else:
+            _fail(f"{source} is neither a .hublog file nor a hub data folder", 2)
+    if as_json:
+        _print_json([_report_json(r, allow_forks) for r in reports])
+    else:
+        for report in reports:
+            _print_report(report, allow_forks)
+    if not all(r.ok(allow_forks) for r in reports):
+        raise typer.Exit(1)
+
+
+# -- demo -------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    keep: Annotated[
+        Path | None, typer.Option(help="Build the demo hubs in this folder and keep them.")
+    ] = None,
+) -> None:
+    """Run the demo: three hubs append signed events, exchange and export logs, audit them."""
+    from hubnode.demo import run_demo
+
+    _run(run_demo(keep, out))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,136 @@
+"""A hub's data folder: signing key, readable TOML config and the event log.
+
+Layout of ``DIR``::
+
+    hubnode.toml      name, network, NATS URL, trust list (readable, editable)
+    keys/hub.pem      Ed25519 private key, PKCS#8 PEM, mode 0600 (never printed)
+    log.sqlite3       the event log (plus SQLite's -wal and -shm files)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import msgspec
+
+from hubnode.crypto import SigningKey
+from hubnode.errors import ConfigError
+from hubnode.events.envelope import Net
+from hubnode.events.ids import hub_display, parse_hub
+from hubnode.store.log import EventLog
+
+CONFIG_FILE: Final = "hubnode.toml"
+KEY_FILE: Final = "keys/hub.pem"
+LOG_FILE: Final = "log.sqlite3"
+EMBEDDED: Final = "embedded"
+
+_HEADER: Final = """\
+# hubnode configuration for one hub. Plain TOML: safe to read and edit.
+# nats_url: "embedded" runs a local nats-server; or nats://host:port of an existing one.
+# trust: hubs this node accepts events from (`hubnode peers add` maintains it).
+
+"""
+
+HubIdText = Annotated[str, msgspec.Meta(pattern=r"^hub:[a-z2-7]{52}$")]
+
+
+class TrustedHub(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: HubIdText
+    name: str = ""
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+    network: Net
+    hub_id: HubIdText
+    nats_url: str = EMBEDDED
+    admit_threshold: Annotated[int, msgspec.Meta(ge=1)] = 1
+    trust: tuple[TrustedHub, ...] = ()
+
+
+class HubFolder:
+    """An initialised hub data folder."""
+
+    def __init__(self, path: Path, config: Config) -> None:
+        self.path = path
+        self.config = config
+
+    @property
+    def hub(self) -> bytes:
+        return parse_hub(self.config.hub_id)
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG_FILE
+
+    @classmethod
+    def init(cls, path: Path, *, name: str, network: str, nats_url: str = EMBEDDED) -> HubFolder:
+        """Create a new hub in ``path`` (which may exist, but must not hold a hub)."""
+        for existing in (CONFIG_FILE, KEY_FILE, LOG_FILE):
+            if (path / existing).exists():
+                raise ConfigError(
+                    f"{path} already holds a hub ({existing} exists); refusing to overwrite it. "
+                    "Use another --data folder."
+                )
+        key = SigningKey.generate()
+        config = Config(
+            name=name, network=network, hub_id=hub_display(key.public), nats_url=nats_url
+        )
+        try:
+            config = msgspec.convert(msgspec.to_builtins(config), Config)
+        except msgspec.ValidationError as e:
+            raise ConfigError(f"invalid hub settings: {e}") from None
+        (path / "keys").mkdir(parents=True, exist_ok=True, mode=0o700)
+        key.save(path / KEY_FILE)
+        folder = cls(path, config)
+        folder.save_config()
+        return folder
+
+    @classmethod
+    def open(cls, path: Path) -> HubFolder:
+        cfg = path / CONFIG_FILE
+        try:
+            text = cfg.read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"{path} is not a hub data folder (no {CONFIG_FILE}); create one with "
+                f"`hubnode init --data {path} --name NAME --network NET`"
+            ) from None
+        except OSError as e:
+            raise ConfigError(f"cannot read {cfg}: {e.strerror}") from e
+        try:
+            config = msgspec.toml.decode(text, type=Config)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise ConfigError(f"{cfg} is invalid: {e}") from None
+        return cls(path, config)
+
+    def save_config(self) -> None:
+        """Write the config atomically (temp file, fsync, rename)."""
+        data: dict[str, Any] = msgspec.to_builtins(self.config)
+        text = _HEADER.encode() + msgspec.toml.encode(data)
+        tmp = self.path / (CONFIG_FILE + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path / CONFIG_FILE)
+
+    def key(self) -> SigningKey:
+        key = SigningKey.load(self.path / KEY_FILE)
+        if key.public != self.hub:
+            raise ConfigError(
+                f"{self.path / KEY_FILE} is not the key of {self.config.hub_id} named in "
+                f"{CONFIG_FILE}"
+            )
+        return key
+
+    async def open_log(self, *, with_key: bool = True, **options: Any) -> EventLog:
+        """Open this hub's event log (with the signing key unless ``with_key`` is False)."""
+        return await EventLog.open(
+            self.log_path,
+            net=self.config.network,
+            key=self.key() if with_key else None,
+            **options,
+        )

@@ -1,0 +1,55 @@
+"""Network kinds: hubs registering, admitting each other and updating their profile.
+
+Roles come from the seeds (communityNET's hub roles): a **gateway** is a point of access
+that logs enquiries, **direct-delivery** hubs provide services themselves, **follow-up**
+hubs check that a referral reached a satisfactory outcome, **advocacy** hubs take up
+cases that failed, and **new-services** hubs develop services where there are gaps.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from hubnode.events.kinds import KINDS, Body
+
+Role = Literal["gateway", "direct-delivery", "follow-up", "advocacy", "new-services"]
+ROLES: tuple[Role, ...] = ("gateway", "direct-delivery", "follow-up", "advocacy", "new-services")
+
+HubId = Annotated[str, msgspec.Meta(pattern=r"^hub:[a-z2-7]{52}$", description="hub:… id")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+Line = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Note = Annotated[str, msgspec.Meta(max_length=2000)]
+Roles = Annotated[tuple[Role, ...], msgspec.Meta(min_length=1, max_length=len(ROLES))]
+
+
+class HubRegistered(Body, frozen=True, kw_only=True):
+    """A hub announces itself: name, roles, area served and a public contact."""
+
+    name: Name
+    roles: Roles
+    area: Line
+    contact: Line
+
+
+class HubAdmitted(Body, frozen=True, kw_only=True):
+    """This hub vouches for another hub joining the network."""
+
+    hub: HubId
+    name: Name | None = None
+    note: Note = ""
+
+
+class HubProfileUpdated(Body, frozen=True, kw_only=True):
+    """A hub changes its public profile; fields left out stay as they were."""
+
+    name: Name | None = None
+    roles: Roles | None = None
+    area: Line | None = None
+    contact: Line | None = None
+
+
+KINDS.register("hub.registered", HubRegistered)
+KINDS.register("hub.admitted", HubAdmitted)
+KINDS.register("hub.profile_updated", HubProfileUpdated)
