@@ -1,0 +1,49 @@
+"""Shared fixtures. Public test data lives beside the project in ../shared/fixtures/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hubnode import EventLog, SigningKey
+from hubnode.events.network import HubProfileUpdated, HubRegistered
+from hubnode.testing import ChainWriter
+
+NET = "test-net"
+SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+
+
+def shared_fixture(*parts: str) -> Path:
+    """A file under ../shared/fixtures; fails (never skips) with a clear message if missing."""
+    path = SHARED_FIXTURES.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(
+            f"public test data {path} is missing: the suite expects ../shared/fixtures/ "
+            "beside the project checkout (see README, 'Tests')"
+        )
+    return path
+
+
+def registered(name: str = "Hub") -> HubRegistered:
+    return HubRegistered(name=name, roles=("gateway",), area="Darlington", contact="hub@example.org")
+
+
+def update(n: int) -> HubProfileUpdated:
+    return HubProfileUpdated(area=f"area {n}")
+
+
+def chain(n: int, key: SigningKey | None = None, net: str = NET) -> tuple[ChainWriter, list[bytes]]:
+    """A hub's first ``n`` records: hub.registered then profile updates."""
+    writer = ChainWriter(net, key)
+    records = [writer.next("hub.registered", registered())]
+    records += [writer.next("hub.profile_updated", update(i)) for i in range(2, n + 1)]
+    return writer, records
+
+
+@pytest.fixture
+async def log(tmp_path: Path) -> EventLog:
+    """An empty log owned by a fresh hub key."""
+    opened = await EventLog.open(tmp_path / "log.sqlite3", net=NET, key=SigningKey.generate())
+    yield opened  # type: ignore[misc]
+    await opened.close()
