@@ -38,7 +38,7 @@ app.add_typer(log_app, name="log")
 app.add_typer(audit_app, name="audit")
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DataOpt = Annotated[
     Path,

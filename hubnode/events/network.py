@@ -32,6 +32,9 @@ class HubRegistered(Body, frozen=True, kw_only=True):
     area: Line
     contact: Line
 
+    def __post_init__(self) -> None:
+        _unique_roles(self.roles)
+
 
 class HubAdmitted(Body, frozen=True, kw_only=True):
     """This hub vouches for another hub joining the network."""
@@ -48,6 +51,19 @@ class HubProfileUpdated(Body, frozen=True, kw_only=True):
     roles: Roles | None = None
     area: Line | None = None
     contact: Line | None = None
+
+    def __post_init__(self) -> None:
+        if self.roles is not None:
+            _unique_roles(self.roles)
+        if (self.name, self.roles, self.area, self.contact) == (None, None, None, None):
+            raise ValueError(
+                "a profile update must change at least one of name, roles, area, contact"
+            )
+
+
+def _unique_roles(roles: tuple[Role, ...]) -> None:
+    if len(set(roles)) != len(roles):
+        raise ValueError(f"roles must not repeat: {list(roles)}")
 
 
 KINDS.register("hub.registered", HubRegistered)

@@ -113,41 +113,71 @@ def _now_ms() -> int:
 
 
 class _Tx:
-    """State read inside one write transaction, cached for its duration."""
+    """State read inside one write transaction, cached for its duration.
+
+    New rows are collected and inserted in one ``executemany`` at :meth:`flush`, so a
+    batch costs a few round trips to SQLite's thread, not one per record.
+    """
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
         self.heads: dict[bytes, Head | None] = {}
         self.forked: dict[bytes, int | None] = {}
+        self.rows: list[tuple[int, bytes, int, bytes, str, int, bytes]] = []
+        self.added: dict[tuple[bytes, int], bytes] = {}
+        self.pos = 0
 
-    async def head(self, hub: bytes) -> Head | None:
-        if hub not in self.heads:
+    async def load(self, hubs: Iterable[bytes]) -> None:
+        """Read the head, fork state and next ``pos`` for ``hubs`` in three queries."""
+        wanted = [h for h in set(hubs) if h not in self.heads]
+        for h in wanted:
+            self.heads[h] = None
+            self.forked[h] = None
+        # SQLite returns the other columns of the MAX() row for a bare aggregate query.
+        for i in range(0, len(wanted), 500):
+            part = wanted[i : i + 500]
+            marks = ",".join("?" * len(part))
             async with self.db.execute(
-                "SELECT seq, id FROM events WHERE hub = ? ORDER BY seq DESC LIMIT 1", (hub,)
+                f"SELECT hub, MAX(seq), id FROM events WHERE hub IN ({marks}) GROUP BY hub", part
             ) as cur:
+                async for hub, seq, id_ in cur:
+                    self.heads[bytes(hub)] = Head(seq, bytes(id_))
+            async with self.db.execute(
+                f"SELECT hub, forked_seq FROM hubs WHERE hub IN ({marks})", part
+            ) as cur:
+                async for hub, forked in cur:
+                    self.forked[bytes(hub)] = forked
+        if not self.pos:
+            async with self.db.execute("SELECT COALESCE(MAX(pos), 0) FROM events") as cur:
                 row = await cur.fetchone()
-            self.heads[hub] = Head(row[0], row[1]) if row else None
-        return self.heads[hub]
-
-    async def forked_seq(self, hub: bytes) -> int | None:
-        if hub not in self.forked:
-            async with self.db.execute("SELECT forked_seq FROM hubs WHERE hub = ?", (hub,)) as cur:
-                row = await cur.fetchone()
-            self.forked[hub] = row[0] if row else None
-        return self.forked[hub]
+            assert row is not None
+            self.pos = int(row[0]) + 1
 
     async def stored_raw(self, hub: bytes, seq: int) -> bytes | None:
+        if (hub, seq) in self.added:
+            return self.added[hub, seq]
         async with self.db.execute(
             "SELECT raw FROM events WHERE hub = ? AND seq = ?", (hub, seq)
         ) as cur:
             row = await cur.fetchone()
         return bytes(row[0]) if row else None
 
-    async def next_pos(self) -> int:
-        async with self.db.execute("SELECT COALESCE(MAX(pos), 0) FROM events") as cur:
-            row = await cur.fetchone()
-        assert row is not None
-        return int(row[0]) + 1
+    def insert(self, env: Envelope, id_: bytes, raw: bytes) -> int:
+        """Queue a row at the next ``pos`` and move the hub's head; returns the pos."""
+        pos = self.pos
+        self.rows.append((pos, env.hub, env.seq, id_, env.kind, env.ts, raw))
+        self.added[env.hub, env.seq] = raw
+        self.heads[env.hub] = Head(env.seq, id_)
+        self.pos += 1
+        return pos
+
+    async def flush(self) -> None:
+        if self.rows:
+            await self.db.executemany(
+                "INSERT INTO events (pos, hub, seq, id, kind, ts, raw) VALUES (?,?,?,?,?,?,?)",
+                self.rows,
+            )
+            self.rows = []
 
 
 class EventLog:
@@ -326,7 +356,8 @@ class EventLog:
             await self._begin()
             try:
                 tx = _Tx(self._db)
-                forked = await tx.forked_seq(hub)
+                await tx.load([hub])
+                forked = tx.forked[hub]
                 if forked is not None:
                     raise ForkDetected(
                         hub,
@@ -335,10 +366,8 @@ class EventLog:
                         "different events there. Stop and investigate a cloned key or restored "
                         "backup before appending again.",
                     )
-                head = await tx.head(hub)
+                head = tx.heads[hub]
                 seq, prev = (head.seq, head.id) if head else (0, None)
-                pos = await tx.next_pos()
-                rows: list[tuple[int, bytes, int, bytes, str, int, bytes]] = []
                 results: list[list[Appended]] = []
                 ts = _now_ms()
                 for items in requests:
@@ -350,14 +379,9 @@ class EventLog:
                         )
                         raw = seal(env, key)
                         prev = event_id(raw)
-                        rows.append((pos, hub, seq, prev, kind, ts, raw))
-                        out.append(Appended(pos, seq, prev, raw))
-                        pos += 1
+                        out.append(Appended(tx.insert(env, prev, raw), seq, prev, raw))
                     results.append(out)
-                await self._db.executemany(
-                    "INSERT INTO events (pos, hub, seq, id, kind, ts, raw) VALUES (?,?,?,?,?,?,?)",
-                    rows,
-                )
+                await tx.flush()
                 await self._commit()
             except BaseException:
                 await self._rollback()
@@ -419,9 +443,10 @@ class EventLog:
                 await self._begin()
                 try:
                     tx = _Tx(self._db)
-                    pos = await tx.next_pos()
+                    await tx.load(rec.envelope.hub for _, rec in todo)
                     for i, rec in todo:
-                        outcomes[i], pos = await self._ingest_one(tx, rec, pos, popped)
+                        outcomes[i] = await self._ingest_one(tx, rec, popped)
+                    await tx.flush()
                     await self._commit()
                 except BaseException:
                     await self._rollback()
@@ -431,52 +456,46 @@ class EventLog:
                 await self._notify()
         return [o for o in outcomes if o is not None]
 
-    async def _ingest_one(
-        self, tx: _Tx, rec: Verified, pos: int, popped: list[Verified]
-    ) -> tuple[IngestOutcome, int]:
+    async def _ingest_one(self, tx: _Tx, rec: Verified, popped: list[Verified]) -> IngestOutcome:
         env = rec.envelope
         hub, seq = env.hub, env.seq
 
         def outcome(
-            status: Status, reason: Reason | None = None, detail: str = "", n: int = 0
+            status: Status, reason: Reason | None = None, detail: str = "", released: int = 0
         ) -> IngestOutcome:
-            return IngestOutcome(status, hub, seq, rec.id, reason, detail, n)
+            return IngestOutcome(status, hub, seq, rec.id, reason, detail, released)
 
-        forked = await tx.forked_seq(hub)
+        forked = tx.forked[hub]
         if forked is not None and seq > forked:
             return outcome(
                 Status.REJECTED,
                 Reason.HUB_FORKED,
                 f"{hub_display(hub)} forked at seq {forked}; nothing past it is accepted",
-            ), pos
-        head = await tx.head(hub)
+            )
+        head = tx.heads[hub]
         head_seq = head.seq if head else 0
         if seq <= head_seq:
             stored = await tx.stored_raw(hub, seq)
             assert stored is not None  # chains are stored gap-free from seq 1
             if stored == rec.raw:
-                return outcome(Status.DUPLICATE), pos
+                return outcome(Status.DUPLICATE)
             await self._keep_fork(tx, hub, seq, stored, rec.raw)
-            return outcome(
-                Status.FORK, detail=f"{hub_display(hub)} signed two events at seq {seq}"
-            ), pos
+            return outcome(Status.FORK, detail=f"{hub_display(hub)} signed two events at seq {seq}")
         if seq > head_seq + 1:
             waiting = self.pending.get(hub, seq)
             if waiting is not None and waiting.raw != rec.raw:
                 await self._keep_fork(tx, hub, seq, waiting.raw, rec.raw)
                 return outcome(
                     Status.FORK, detail=f"{hub_display(hub)} signed two events at seq {seq}"
-                ), pos
+                )
             added = self.pending.add(rec)
             if added == "full":
-                return outcome(
-                    Status.DROPPED, detail="pending buffer full; fetch it again later"
-                ), pos
-            return outcome(Status.PENDING if added == "added" else Status.DUPLICATE), pos
+                return outcome(Status.DROPPED, detail="pending buffer full; fetch it again later")
+            return outcome(Status.PENDING if added == "added" else Status.DUPLICATE)
         try:
-            pos = await self._store_next(tx, rec, head, pos)
+            self._store_next(tx, rec, head)
         except InvalidEvent as e:
-            return outcome(Status.REJECTED, e.reason, e.detail), pos
+            return outcome(Status.REJECTED, e.reason, e.detail)
         released = 0
         while True:
             current = tx.heads[hub]
@@ -486,32 +505,27 @@ class EventLog:
                 break
             popped.append(nxt)
             try:
-                pos = await self._store_next(tx, nxt, current, pos)
+                self._store_next(tx, nxt, current)
             except InvalidEvent:
                 # Validly signed but does not fit the chain or its body is bad: drop it;
                 # a peer holding the right record will serve it again.
                 break
             released += 1
-        return outcome(Status.ACCEPTED, n=released), pos
+        return outcome(Status.ACCEPTED, released=released)
 
-    async def _store_next(self, tx: _Tx, rec: Verified, head: Head | None, pos: int) -> int:
-        """Check the link to ``head`` and the body, then insert at ``pos``."""
+    def _store_next(self, tx: _Tx, rec: Verified, head: Head | None) -> None:
+        """Check the link to ``head`` and the body, then queue the row."""
         env = rec.envelope
         check_link(env, head)
         self.registry.decode_body(env.kind, env.body)
-        await self._db.execute(
-            "INSERT INTO events (pos, hub, seq, id, kind, ts, raw) VALUES (?,?,?,?,?,?,?)",
-            (pos, env.hub, env.seq, rec.id, env.kind, env.ts, rec.raw),
-        )
-        tx.heads[env.hub] = Head(env.seq, rec.id)
-        return pos + 1
+        tx.insert(env, rec.id, rec.raw)
 
     async def _keep_fork(self, tx: _Tx, hub: bytes, seq: int, raw_a: bytes, raw_b: bytes) -> None:
         await self._db.execute(
             "INSERT OR IGNORE INTO fork_proofs VALUES (?,?,?,?,?,?,?)",
             (hub, seq, event_id(raw_a), raw_a, event_id(raw_b), raw_b, _now_ms()),
         )
-        forked = await tx.forked_seq(hub)
+        forked = tx.forked.get(hub)
         if forked is None or seq < forked:
             await self._db.execute(
                 "INSERT INTO hubs (hub, forked_seq) VALUES (?, ?) "
@@ -555,7 +569,11 @@ class EventLog:
             return {bytes(hub): Head(seq, bytes(id_)) async for hub, seq, id_ in cur}
 
     async def head(self, hub: bytes) -> Head | None:
-        return await _Tx(self._db).head(hub)
+        async with self._db.execute(
+            "SELECT seq, id FROM events WHERE hub = ? ORDER BY seq DESC LIMIT 1", (hub,)
+        ) as cur:
+            row = await cur.fetchone()
+        return Head(row[0], bytes(row[1])) if row else None
 
     async def count(self, hub: bytes | None = None) -> int:
         sql, args = (
