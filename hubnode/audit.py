@@ -154,6 +154,8 @@ class Auditor:
     def _check(self, where: str, checked: _Checked) -> None:
         if isinstance(checked, InvalidEvent):
             self._fail(Failure(where, checked.reason, checked.detail, checked.hub, checked.seq))
+            if checked.hub is not None:  # the claimed author's report must not say "verified"
+                self.report.hubs.setdefault(checked.hub, HubReport(checked.hub)).bad += 1
             return
         rec, body_error = checked
         env = rec.envelope

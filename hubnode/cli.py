@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import msgspec
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -51,7 +52,8 @@ HubOpt = Annotated[str | None, typer.Option("--hub", help="Only this hub (hub:�
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    # Messages carry paths, regexes and peers' values: never read them as rich markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
     raise typer.Exit(code)
 
 
@@ -117,6 +119,13 @@ def init(
         folder = HubFolder.init(data, name=name, network=network, nats_url=nats_url)
     except HubnodeError as e:
         _fail(str(e))
+
+    async def create_log() -> None:
+        # The empty log records its network and owner; `audit verify DATA` works at once.
+        async with await folder.open_log():
+            pass
+
+    _run(create_log())
     out.print(folder.config.hub_id)
 
 
@@ -283,6 +292,8 @@ def log_export(
     """Write the log (or one hub's events) to a .hublog file for auditors."""
     hub_id = _hub_arg(hub)
     folder = _folder(data)
+    if not out_file.parent.is_dir():
+        _fail(f"cannot write {out_file}: there is no folder {out_file.parent}", 2)
 
     async def export() -> tuple[int, int]:
         async with await folder.open_log(with_key=False) as log:
@@ -297,7 +308,7 @@ def log_export(
             return writer.count, writer.size
 
     count, size = _run(export())
-    err.print(f"wrote {count} records ({size} bytes) to {out_file}")
+    err.print(f"wrote {count} records ({size} bytes) to {out_file}", markup=False)
 
 
 # -- audit ------------------------------------------------------------------------------
@@ -327,7 +338,8 @@ def _report_json(report: AuditReport, allow_forks: bool) -> dict[str, Any]:
 def _print_report(report: AuditReport, allow_forks: bool) -> None:
     ok = report.ok(allow_forks)
     mark = "[green]verified[/]" if ok else "[bold red]FAILED[/]"
-    out.print(f"{report.source}: {report.records} records, {len(report.hubs)} hubs — {mark}")
+    source = escape(report.source)
+    out.print(f"{source}: {report.records} records, {len(report.hubs)} hubs — {mark}")
     table = Table("hub", "events", "head seq", "head id", "forks", "status")
     for h in report.hubs.values():
         status = "ok" if h.verified else (f"{h.bad} bad" if h.bad else "forked")
@@ -341,9 +353,9 @@ def _print_report(report: AuditReport, allow_forks: bool) -> None:
         )
     out.print(table)
     if report.format_error:
-        out.print(f"[bold red]format:[/] {report.format_error}")
+        out.print(f"[bold red]format:[/] {escape(report.format_error)}")
     if report.failures:
-        out.print(f"[bold red]first bad record:[/] {report.failures[0]}", markup=True)
+        out.print(f"[bold red]first bad record:[/] {escape(str(report.failures[0]))}")
         if report.failure_count > 1:
             out.print(f"… and {report.failure_count - 1} more bad records")
     for h in report.hubs.values():

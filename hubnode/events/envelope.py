@@ -23,9 +23,11 @@ Bytes32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 Signature = Annotated[bytes, msgspec.Meta(min_length=SIGNATURE_SIZE, max_length=SIGNATURE_SIZE)]
 Seq = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 Millis = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-Net = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+# \Z, not $: msgspec searches with Python's re, where $ also matches before a trailing "\n".
+Net = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*\Z")]
 Kind = Annotated[
-    str, msgspec.Meta(min_length=3, max_length=64, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+    str,
+    msgspec.Meta(min_length=3, max_length=64, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+\Z"),
 ]
 
 
@@ -84,15 +86,17 @@ def decode_record(raw: bytes, max_size: int = MAX_RECORD_SIZE) -> tuple[WireReco
         raise InvalidEvent(
             Reason.TOO_LARGE, f"record is {len(raw)} bytes, the limit is {max_size} bytes"
         )
+    # msgspec raises UnicodeDecodeError for bad UTF-8 in a str and RecursionError for deep
+    # nesting (a 2 KB record can hold 2000 nested arrays): both are bad input, not a crash.
     try:
         record = _record_decoder.decode(raw)
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, RecursionError) as e:
         raise InvalidEvent(Reason.MALFORMED_RECORD, f"not [envelope, signature]: {e}") from None
     if _encoder.encode(record) != raw:
         raise InvalidEvent(Reason.NON_CANONICAL, "wire record is not canonically encoded")
     try:
         envelope = _envelope_decoder.decode(record.envelope)
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
         raise InvalidEvent(Reason.MALFORMED_ENVELOPE, str(e)) from None
     if _encoder.encode(envelope) != record.envelope:
         raise InvalidEvent(Reason.NON_CANONICAL, "envelope is not canonically encoded")

@@ -117,11 +117,16 @@ class KindRegistry:
                 )
             fields = _dict_decoder.decode(data)
             for step in range(version, spec.version):
-                fields = spec.upcasters[step](fields)
+                try:
+                    fields = spec.upcasters[step](fields)
+                except Exception as e:  # old bodies come from peers: a crash here is theirs
+                    raise InvalidEvent(
+                        Reason.BAD_BODY, f"{kind} body version {step} cannot be upcast: {e!r}"
+                    ) from None
             fields.pop("_v", None)
             converted: Body = msgspec.convert(fields, spec.body)
             return converted
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:  # see envelope
             raise InvalidEvent(Reason.BAD_BODY, f"{kind} body: {e}") from None
 
     def body_from_json(self, kind: str, text: str | bytes) -> Body:
@@ -129,7 +134,7 @@ class KindRegistry:
         spec = self.spec(kind)
         try:
             body: Body = msgspec.json.decode(text, type=spec.body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:  # see envelope
             raise InvalidEvent(Reason.BAD_BODY, f"{kind} body: {e}") from None
         return body
 

@@ -133,12 +133,16 @@ class _Tx:
         for h in wanted:
             self.heads[h] = None
             self.forked[h] = None
-        # SQLite returns the other columns of the MAX() row for a bare aggregate query.
         for i in range(0, len(wanted), 500):
             part = wanted[i : i + 500]
             marks = ",".join("?" * len(part))
+            # One index seek per hub (MAX over the (hub, seq) index). A GROUP BY hub over
+            # the IN list would read every stored event of those hubs: O(chain length).
             async with self.db.execute(
-                f"SELECT hub, MAX(seq), id FROM events WHERE hub IN ({marks}) GROUP BY hub", part
+                f"WITH w(hub) AS (VALUES {','.join(['(?)'] * len(part))}) "
+                "SELECT e.hub, e.seq, e.id FROM w JOIN events e ON e.hub = w.hub "
+                "AND e.seq = (SELECT MAX(seq) FROM events WHERE hub = w.hub)",
+                part,
             ) as cur:
                 async for hub, seq, id_ in cur:
                     self.heads[bytes(hub)] = Head(seq, bytes(id_))
@@ -465,13 +469,6 @@ class EventLog:
         ) -> IngestOutcome:
             return IngestOutcome(status, hub, seq, rec.id, reason, detail, released)
 
-        forked = tx.forked[hub]
-        if forked is not None and seq > forked:
-            return outcome(
-                Status.REJECTED,
-                Reason.HUB_FORKED,
-                f"{hub_display(hub)} forked at seq {forked}; nothing past it is accepted",
-            )
         head = tx.heads[hub]
         head_seq = head.seq if head else 0
         if seq <= head_seq:
@@ -481,6 +478,15 @@ class EventLog:
                 return outcome(Status.DUPLICATE)
             await self._keep_fork(tx, hub, seq, stored, rec.raw)
             return outcome(Status.FORK, detail=f"{hub_display(hub)} signed two events at seq {seq}")
+        # Past the head of a forked hub nothing is taken, the fork seq included: neither
+        # twin is "the" event there, and which arrived first must not decide what a hub holds.
+        forked = tx.forked[hub]
+        if forked is not None and seq >= forked:
+            return outcome(
+                Status.REJECTED,
+                Reason.HUB_FORKED,
+                f"{hub_display(hub)} forked at seq {forked}; nothing from there on is accepted",
+            )
         if seq > head_seq + 1:
             waiting = self.pending.get(hub, seq)
             if waiting is not None and waiting.raw != rec.raw:
@@ -521,6 +527,9 @@ class EventLog:
         tx.insert(env, rec.id, rec.raw)
 
     async def _keep_fork(self, tx: _Tx, hub: bytes, seq: int, raw_a: bytes, raw_b: bytes) -> None:
+        # One row per pair whichever twin came first: order the pair by id.
+        if event_id(raw_b) < event_id(raw_a):
+            raw_a, raw_b = raw_b, raw_a
         await self._db.execute(
             "INSERT OR IGNORE INTO fork_proofs VALUES (?,?,?,?,?,?,?)",
             (hub, seq, event_id(raw_a), raw_a, event_id(raw_b), raw_b, _now_ms()),
@@ -647,8 +656,10 @@ class EventLog:
     async def export_records(self, hub: bytes | None = None) -> AsyncIterator[bytes]:
         """Every stored record, hubs in id order, each hub's events in seq order.
 
-        The second record of each fork proof follows the stored event at its seq, so an
-        export carries the evidence. Streams in pages; memory stays flat.
+        Fork evidence travels too: the other twin of a proof follows the stored event at
+        its seq, and a proof just past the hub's head (both twins held back) follows the
+        head. Proofs further ahead cannot be placed in a chain; ``forks()`` lists them.
+        Streams in pages; memory stays flat.
         """
         hubs = [hub] if hub is not None else sorted((await self.heads()).keys())
         proofs = await self.forks()
@@ -656,7 +667,9 @@ class EventLog:
             extra: dict[int, list[bytes]] = {}
             for proof in proofs:
                 if proof.hub == h:
-                    extra.setdefault(proof.seq, []).append(proof.raw_b)
+                    # Either twin may be the stored one (both can arrive ahead of a gap).
+                    held = extra.setdefault(proof.seq, [])
+                    held += [r for r in (proof.raw_a, proof.raw_b) if r not in held]
             seq = 0
             while True:
                 async with self._db.execute(
@@ -671,6 +684,8 @@ class EventLog:
                     for other in extra.get(seq, ()):
                         if other != raw:
                             yield other
+            for twin in extra.get(seq + 1, ()):
+                yield twin
 
     async def wait_for(self, hub: bytes, seq: int) -> None:
         """Wait until this process has stored ``hub``'s event ``seq``.
