@@ -38,7 +38,10 @@ audit_app = typer.Typer(help="Verify signed logs as an auditor.", no_args_is_hel
 app.add_typer(log_app, name="log")
 app.add_typer(audit_app, name="audit")
 
+# Piped output (cron, CI, scripts) gets wide tables so hub ids are never cut short.
 out = Console(highlight=False, soft_wrap=True)
+if not out.is_terminal:
+    out.width = 250
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DataOpt = Annotated[
@@ -117,6 +120,8 @@ def init(
     """Create a new hub: signing key (mode 0600), config file and empty log. Prints the hub id."""
     try:
         folder = HubFolder.init(data, name=name, network=network, nats_url=nats_url)
+    except ValueError as e:
+        _fail(str(e), 2)
     except HubnodeError as e:
         _fail(str(e))
 
@@ -409,4 +414,9 @@ def demo(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except OSError as e:  # disk full, permission denied, …: a message, not a traceback
+        where = f"{e.filename}: " if e.filename else ""
+        err.print(f"error: {where}{e.strerror or e}", markup=False)
+        sys.exit(1)

@@ -33,7 +33,7 @@ _HEADER: Final = """\
 
 """
 
-HubIdText = Annotated[str, msgspec.Meta(pattern=r"^hub:[a-z2-7]{52}$")]
+HubIdText = Annotated[str, msgspec.Meta(pattern=r"^hub:[a-z2-7]{52}\Z")]
 
 
 class TrustedHub(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -67,7 +67,10 @@ class HubFolder:
 
     @classmethod
     def init(cls, path: Path, *, name: str, network: str, nats_url: str = EMBEDDED) -> HubFolder:
-        """Create a new hub in ``path`` (which may exist, but must not hold a hub)."""
+        """Create a new hub in ``path`` (which may exist, but must not hold a hub).
+
+        Raises ValueError for an invalid name or network, ConfigError if a hub is there.
+        """
         for existing in (CONFIG_FILE, KEY_FILE, LOG_FILE):
             if (path / existing).exists():
                 raise ConfigError(
@@ -81,7 +84,7 @@ class HubFolder:
         try:
             config = msgspec.convert(msgspec.to_builtins(config), Config)
         except msgspec.ValidationError as e:
-            raise ConfigError(f"invalid hub settings: {e}") from None
+            raise ValueError(f"invalid hub settings: {e}") from None
         (path / "keys").mkdir(parents=True, exist_ok=True, mode=0o700)
         key.save(path / KEY_FILE)
         folder = cls(path, config)

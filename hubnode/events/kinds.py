@@ -109,11 +109,15 @@ class KindRegistry:
             if version == spec.version:
                 body: Body = spec.decoder.decode(data)
                 return body
-            if not 1 <= version < spec.version:
+            if version > spec.version:
                 raise InvalidEvent(
                     Reason.BODY_VERSION,
                     f"{kind} body version {version}; this hubnode reads versions 1 to "
                     f"{spec.version} — upgrade hubnode to read it",
+                )
+            if version < 1:
+                raise InvalidEvent(
+                    Reason.BODY_VERSION, f"{kind} body version {version}: versions start at 1"
                 )
             fields = _dict_decoder.decode(data)
             for step in range(version, spec.version):
@@ -133,7 +137,18 @@ class KindRegistry:
         """A body typed by an operator as JSON, validated against the kind's Struct."""
         spec = self.spec(kind)
         try:
-            body: Body = msgspec.json.decode(text, type=spec.body)
+            fields = msgspec.json.decode(text, type=dict[str, Any])
+            # Peers ignore unknown fields (they may come from newer hubs); a person typing
+            # one has most likely misspelt a field, so say so instead of dropping it.
+            known = {f.encode_name for f in msgspec.structs.fields(spec.body)}
+            unknown = sorted(set(fields) - known)
+            if unknown:
+                raise InvalidEvent(
+                    Reason.BAD_BODY,
+                    f"{kind} body: unknown field {', '.join(map(repr, unknown))}; "
+                    f"its fields are {', '.join(sorted(known))}",
+                )
+            body: Body = msgspec.convert(fields, spec.body)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:  # see envelope
             raise InvalidEvent(Reason.BAD_BODY, f"{kind} body: {e}") from None
         return body

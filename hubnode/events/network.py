@@ -17,7 +17,7 @@ from hubnode.events.kinds import KINDS, Body
 Role = Literal["gateway", "direct-delivery", "follow-up", "advocacy", "new-services"]
 ROLES: tuple[Role, ...] = ("gateway", "direct-delivery", "follow-up", "advocacy", "new-services")
 
-HubId = Annotated[str, msgspec.Meta(pattern=r"^hub:[a-z2-7]{52}$", description="hub:… id")]
+HubId = Annotated[str, msgspec.Meta(pattern=r"^hub:[a-z2-7]{52}\Z", description="hub:… id")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
 Line = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Note = Annotated[str, msgspec.Meta(max_length=2000)]
