@@ -49,6 +49,9 @@ MAX_BATCH: Final = 2048
 _PARALLEL_FROM: Final = 64
 """Verify batches at least this large on a thread pool (cryptography releases the GIL)."""
 
+_BUSY_WAIT: Final = 60.0
+"""Seconds to wait for another process's lock, as the connection's busy timeout does."""
+
 
 class Head(NamedTuple):
     seq: int
@@ -110,6 +113,25 @@ def _verify_chunk(
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+async def _execute_waiting_out_busy(db: aiosqlite.Connection, sql: str) -> None:
+    """Execute ``sql``, retrying while another connection holds a lock it needs.
+
+    ``PRAGMA journal_mode=WAL`` on a new file upgrades a read lock to a write lock, and
+    SQLite answers that with SQLITE_BUSY at once instead of calling the busy handler, so
+    two processes creating one log together would fail with "database is locked".
+    """
+    deadline = time.monotonic() + _BUSY_WAIT
+    while True:
+        try:
+            await db.execute(sql)
+            return
+        except sqlite3.OperationalError as e:
+            busy = e.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # any extended BUSY code
+            if not busy or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.005)
 
 
 class _Tx:
@@ -242,7 +264,7 @@ class EventLog:
             raise StorageError(f"cannot open event log {path}: {e}") from e
         try:
             for pragma in PRAGMAS:
-                await db.execute(pragma)
+                await _execute_waiting_out_busy(db, pragma)
             await db.executescript(TABLES)
             await cls._check_meta(db, path, net, key)
         except sqlite3.Error as e:
