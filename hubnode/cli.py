@@ -35,8 +35,10 @@ app = typer.Typer(
 )
 log_app = typer.Typer(help="Read, append to and export this hub's event log.", no_args_is_help=True)
 audit_app = typer.Typer(help="Verify signed logs as an auditor.", no_args_is_help=True)
+peers_app = typer.Typer(help="The hubs this node trusts and sees.", no_args_is_help=True)
 app.add_typer(log_app, name="log")
 app.add_typer(audit_app, name="audit")
+app.add_typer(peers_app, name="peers")
 
 # Piped output (cron, CI, scripts) gets wide tables so hub ids are never cut short.
 out = Console(highlight=False, soft_wrap=True)
@@ -396,6 +398,185 @@ def audit_verify(
             _print_report(report, allow_forks)
     if not all(r.ok(allow_forks) for r in reports):
         raise typer.Exit(1)
+
+
+# -- the node ---------------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    data: DataOpt,
+    nats_url: Annotated[
+        str | None,
+        typer.Option(help="Use this NATS server instead of the embedded one (config: nats_url)."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
+) -> None:
+    """Run this hub's node until SIGINT/SIGTERM: gossip with peers over NATS, catch up, serve."""
+    import logging
+    import signal
+
+    from hubnode.node import Node
+
+    folder = _folder(data)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("nats").setLevel(logging.WARNING if not verbose else logging.DEBUG)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await Node(folder, nats_url=nats_url).run(stop)
+
+    _run(main())
+
+
+@peers_app.command("add")
+def peers_add(
+    data: DataOpt,
+    hub: Annotated[str, typer.Argument(help="The hub:… id to trust.", show_default=False)],
+    name: Annotated[str, typer.Option(help="A name to remember it by.")] = "",
+) -> None:
+    """Trust a hub: accept its events (and its admissions of other hubs). Restart `run`."""
+    hub_id = _hub_arg(hub)
+    assert hub_id is not None
+    folder = _folder(data)
+    if hub_id == folder.hub:
+        _fail("that is this hub's own id; it is always trusted", 2)
+    if folder.add_trusted(hub_id, name):
+        out.print(f"trusting {hub_display(hub_id)}" + (f" ({name})" if name else ""))
+    else:
+        out.print(f"{hub_display(hub_id)} is already trusted")
+
+
+@peers_app.command("list")
+def peers_list(data: DataOpt, as_json: JsonOpt = False) -> None:
+    """Every hub this node knows: name, who trusts it and why, head, last seen, forked."""
+    from hubnode.node import read_status, trust_set
+    from hubnode.trust import fold_admissions
+
+    folder = _folder(data)
+
+    async def gather() -> list[dict[str, Any]]:
+        trust = trust_set(folder)
+        async with await folder.open_log(with_key=False) as log:
+            await fold_admissions(trust, log)
+            heads = await log.heads()
+            forked = await log.forked_hubs()
+            names = {t.id: t.name for t in folder.config.trust if t.name}
+            names[folder.config.hub_id] = folder.config.name
+            for kind in ("hub.registered", "hub.profile_updated"):
+                after = 0
+                while page := await log.events(after_pos=after, kind=kind, limit=1000):
+                    for ev in page:
+                        name = getattr(ev.body, "name", None)
+                        if name:
+                            names[hub_display(ev.hub)] = name
+                    after = page[-1].pos
+        status = read_status(folder) or {}
+        seen = status.get("peers", {})
+        hubs = (
+            set(heads) | set(trust.members) | {a for h in trust.members for a in trust.admitters(h)}
+        )
+        rows = []
+        for h in sorted(hubs):
+            shown = hub_display(h)
+            head = heads.get(h)
+            peer = seen.get(shown, {})
+            rows.append(
+                {
+                    "id": shown,
+                    "name": names.get(shown, ""),
+                    "trusted": trust.why(h),
+                    "admitted_by": sorted(hub_display(a) for a in trust.admitters(h)),
+                    "head_seq": head.seq if head else 0,
+                    "last_seen": peer.get("last_seen"),
+                    "lag": peer.get("lag"),
+                    "forked_at": forked.get(h),
+                }
+            )
+        return rows
+
+    rows = _run(gather())
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("hub", "name", "trusted", "admitted by", "head", "last seen", "forked")
+    for r in rows:
+        seen_at = r["last_seen"]
+        table.add_row(
+            r["id"],
+            r["name"],
+            r["trusted"],
+            ", ".join(a[:14] for a in r["admitted_by"]) or "-",
+            str(r["head_seq"]),
+            _when(int(seen_at * 1000)) if seen_at else "-",
+            f"at seq {r['forked_at']}" if r["forked_at"] else "no",
+        )
+    out.print(table)
+
+
+@app.command()
+def status(data: DataOpt, as_json: JsonOpt = False) -> None:
+    """Own head, peers and their lag, counters and the NATS connection of the running node."""
+    import time
+
+    from hubnode.node import read_status
+
+    folder = _folder(data)
+
+    async def heads() -> dict[bytes, Any]:
+        async with await folder.open_log(with_key=False) as log:
+            return dict(await log.heads())
+
+    held = _run(heads())
+    own = held.get(folder.hub)
+    snapshot = read_status(folder) or {}
+    fresh = bool(snapshot) and snapshot.get("running") and time.time() - snapshot["updated_at"] < 10
+    report = {
+        "hub": folder.config.hub_id,
+        "name": folder.config.name,
+        "network": folder.config.network,
+        "running": bool(fresh),
+        "own_head": {"seq": own.seq, "id": own.id.hex()} if own else {"seq": 0, "id": None},
+        "hubs_held": len(held),
+        "nats": snapshot.get("nats") if fresh else {"url": None, "connected": False},
+        "peers": snapshot.get("peers", {}) if fresh else {},
+        "counters": snapshot.get("counters", {}),
+        "pending": snapshot.get("pending", 0),
+        "updated_at": snapshot.get("updated_at"),
+    }
+    if as_json:
+        _print_json(report)
+        return
+    state = "running" if fresh else "not running"
+    out.print(f"{report['name']} ({report['hub']}) on {report['network']}: node {state}")
+    out.print(f"own head: seq {report['own_head']['seq']}; holding {len(held)} hubs")
+    nats = report["nats"] or {}
+    connected = f"connected to {nats.get('url')}" if nats.get("connected") else "not connected"
+    out.print(f"NATS: {connected}")
+    if report["peers"]:
+        table = Table("peer", "last seen", "lag (records)")
+        for peer, info in sorted(report["peers"].items()):
+            table.add_row(peer, _when(int(info["last_seen"] * 1000)), str(info["lag"]))
+        out.print(table)
+    counters = report["counters"]
+    if counters:
+        shown = (
+            ", ".join(f"{k} {v}" for k, v in counters.items() if k != "rejected" and v)
+            or "none yet"
+        )
+        out.print(f"counters: {shown}")
+        if counters.get("rejected"):
+            out.print(
+                "rejected by reason: "
+                + ", ".join(f"{k} {v}" for k, v in counters["rejected"].items())
+            )
 
 
 # -- demo -------------------------------------------------------------------------------

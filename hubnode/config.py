@@ -30,6 +30,7 @@ _HEADER: Final = """\
 # hubnode configuration for one hub. Plain TOML: safe to read and edit.
 # nats_url: "embedded" runs a local nats-server; or nats://host:port of an existing one.
 # trust: hubs this node accepts events from (`hubnode peers add` maintains it).
+# [embedded]: the local nats-server's ports, cluster routes and leafnode remotes.
 
 """
 
@@ -41,13 +42,36 @@ class TrustedHub(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str = ""
 
 
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+
+
+class EmbeddedNats(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The nats-server ``hubnode run`` starts when ``nats_url = "embedded"``."""
+
+    host: str = "127.0.0.1"
+    port: Port = 0
+    """Client port; 0 picks a free one."""
+    cluster_port: Port = 0
+    """Port for cluster routes from other hubs' servers; 0 with no routes: no cluster."""
+    routes: tuple[str, ...] = ()
+    """Other hubs' servers, e.g. ``nats-route://10.0.0.2:6222``."""
+    leafnode_port: Port = 0
+    """Port on which other hubs' servers may attach as leaf nodes; 0: none."""
+    leafnode_remotes: tuple[str, ...] = ()
+    """Servers this one attaches to as a leaf node, e.g. ``nats-leaf://hub-a:7422``."""
+    max_payload: Annotated[int, msgspec.Meta(ge=65536, le=8 * 1024 * 1024)] = 1024 * 1024
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
     network: Net
     hub_id: HubIdText
     nats_url: str = EMBEDDED
     admit_threshold: Annotated[int, msgspec.Meta(ge=1)] = 1
+    heads_interval: Annotated[float, msgspec.Meta(ge=0.1, le=300)] = 2.0
+    """Seconds between two announcements of this node's heads."""
     trust: tuple[TrustedHub, ...] = ()
+    embedded: EmbeddedNats = EmbeddedNats()
 
 
 class HubFolder:
@@ -119,6 +143,16 @@ class HubFolder:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path / CONFIG_FILE)
+
+    def add_trusted(self, hub: bytes, name: str = "") -> bool:
+        """Add ``hub`` to the local trust list and save; False if it was there already."""
+        shown = hub_display(hub)
+        if any(t.id == shown for t in self.config.trust):
+            return False
+        trust = (*self.config.trust, TrustedHub(id=shown, name=name))
+        self.config = msgspec.structs.replace(self.config, trust=trust)
+        self.save_config()
+        return True
 
     def key(self) -> SigningKey:
         key = SigningKey.load(self.path / KEY_FILE)

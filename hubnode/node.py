@@ -1,0 +1,141 @@
+"""One hub's node: its log, trust set, NATS server (embedded or not) and gossip (DESIGN §1).
+
+``hubnode run`` builds a :class:`Node` and runs it until told to stop. While it runs it
+writes ``run/status.json`` in the data folder (atomically, about once a second) so that
+``hubnode status`` and ``hubnode peers list`` — separate processes — can show what it sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from hubnode.config import EMBEDDED, HubFolder
+from hubnode.events.ids import hub_display, parse_hub
+from hubnode.protocol.natsd import EmbeddedServer
+from hubnode.protocol.transport import Gossip
+from hubnode.store.log import EventLog
+from hubnode.trust import TrustSet
+
+log = logging.getLogger("hubnode.node")
+
+RUN_DIR: Final = "run"
+STATUS_FILE: Final = "status.json"
+STATUS_EVERY: Final = 1.0
+
+
+def status_path(folder: HubFolder) -> Path:
+    return folder.path / RUN_DIR / STATUS_FILE
+
+
+def read_status(folder: HubFolder) -> dict[str, Any] | None:
+    """The status a running (or last) node wrote, or None if there is none."""
+    try:
+        data: dict[str, Any] = json.loads(status_path(folder).read_text())
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+def trust_set(folder: HubFolder) -> TrustSet:
+    cfg = folder.config
+    return TrustSet(folder.hub, (parse_hub(t.id) for t in cfg.trust), cfg.admit_threshold)
+
+
+class Node:
+    """A hub's running node. ``await node.start()``, then ``await node.stop()``."""
+
+    def __init__(self, folder: HubFolder, *, nats_url: str | None = None) -> None:
+        self.folder = folder
+        self.nats_url = nats_url or folder.config.nats_url
+        self.log: EventLog | None = None
+        self.gossip: Gossip | None = None
+        self.server: EmbeddedServer | None = None
+        self._status_task: asyncio.Task[None] | None = None
+        self.started_at = time.time()
+
+    async def start(self) -> None:
+        cfg = self.folder.config
+        self.log = await self.folder.open_log()
+        url = self.nats_url
+        if url == EMBEDDED:
+            self.server = EmbeddedServer(
+                self.folder.path / RUN_DIR / "nats",
+                cfg.embedded,
+                server_name=f"hubnode-{hub_display(self.folder.hub)[4:20]}",
+                cluster_name=f"hubnode-{cfg.network}",
+            )
+            url = await self.server.start()
+            log.info("embedded nats-server listening at %s", url)
+        self.gossip = Gossip(self.log, trust_set(self.folder), heads_interval=cfg.heads_interval)
+        await self.gossip.start(url)
+        log.info(
+            "hub %s (%s) on network %r: connected to %s, %d trusted hubs",
+            cfg.name,
+            hub_display(self.folder.hub),
+            cfg.network,
+            url,
+            len(self.gossip.trust),
+        )
+        self._status_task = asyncio.create_task(self._status_loop())
+
+    async def stop(self) -> None:
+        """Stop accepting, flush, close: gossip first, then status, log, server."""
+        if self._status_task is not None:
+            self._status_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._status_task
+        if self.gossip is not None:
+            await self.gossip.stop()
+            self.write_status(running=False)
+        if self.log is not None:
+            await self.log.close()
+        if self.server is not None:
+            await self.server.stop()
+        log.info("stopped")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    async def _status_loop(self) -> None:
+        while True:
+            self.write_status(running=True)
+            await asyncio.sleep(STATUS_EVERY)  # the status file's refresh period
+
+    def write_status(self, *, running: bool) -> None:
+        assert self.gossip is not None
+        status = self.gossip.status()
+        status.update(
+            {
+                "hub": hub_display(self.folder.hub),
+                "name": self.folder.config.name,
+                "network": self.folder.config.network,
+                "running": running,
+                "pid": os.getpid(),
+                "started_at": self.started_at,
+                "updated_at": time.time(),
+                "trusted": {
+                    hub_display(h): self.gossip.trust.why(h) for h in self.gossip.trust.members
+                },
+                "admitted_by": {
+                    hub_display(h): sorted(hub_display(a) for a in self.gossip.trust.admitters(h))
+                    for h in self.gossip.trust.members
+                    if self.gossip.trust.admitters(h)
+                },
+            }
+        )
+        path = status_path(self.folder)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status, indent=1))
+        os.replace(tmp, path)

@@ -1,0 +1,272 @@
+"""The sync core: decides what to fetch from whom. Sans-io (STYLE §1).
+
+It takes plain inputs — this node's heads, peers' heads, results of fetches, the clock —
+and returns :class:`Fetch` actions. The NATS adapter (``hubnode.protocol.transport``)
+performs them and reports back. No ``await``, no sockets, no clock of its own.
+
+Per hub the core runs one small state machine; :data:`TRANSITIONS` is its whole table:
+
+    idle ──behind──▶ fetching ──reply──▶ idle
+                         │
+                         └──failure──▶ backoff ──retry──▶ idle
+
+A hub is *behind* when some trusted peer announced a higher seq than this node holds.
+Fetches ask for ``local + 1`` onwards from one chosen holder, so catch-up costs
+O(missing records). A failed holder is backed off (exponentially, per hub and holder)
+and another holder is tried next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final
+
+
+class FetchState(StrEnum):
+    IDLE = "idle"
+    FETCHING = "fetching"
+    BACKOFF = "backoff"
+
+
+class SyncEvent(StrEnum):
+    BEHIND = "behind"
+    REPLY = "reply"
+    FAILURE = "failure"
+    RETRY = "retry"
+
+
+TRANSITIONS: Final[dict[tuple[FetchState, SyncEvent], FetchState]] = {
+    (FetchState.IDLE, SyncEvent.BEHIND): FetchState.FETCHING,
+    (FetchState.FETCHING, SyncEvent.REPLY): FetchState.IDLE,
+    (FetchState.FETCHING, SyncEvent.FAILURE): FetchState.BACKOFF,
+    (FetchState.BACKOFF, SyncEvent.RETRY): FetchState.IDLE,
+}
+
+
+class IllegalTransition(Exception):
+    """A sync state machine was driven out of :data:`TRANSITIONS` (a bug, not bad input)."""
+
+    def __init__(self, state: FetchState, event: SyncEvent) -> None:
+        super().__init__(f"sync: no transition from {state.value!r} on {event.value!r}")
+        self.state = state
+        self.event = event
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """Ask ``peer`` for records of ``hub`` from ``start`` (at most ``limit``)."""
+
+    hub: bytes
+    start: int
+    limit: int
+    peer: bytes
+
+
+@dataclass(frozen=True)
+class SyncLimits:
+    batch: int = 500
+    """Most records asked for in one request."""
+    max_in_flight: int = 8
+    """Most requests outstanding at once, over all hubs."""
+    timeout: float = 3.0
+    """Seconds after which an unanswered request counts as failed."""
+    backoff_first: float = 0.5
+    backoff_max: float = 30.0
+
+
+@dataclass
+class _HubSync:
+    state: FetchState = FetchState.IDLE
+    request: Fetch | None = None
+    sent_at: float = 0.0
+    retry_at: float = 0.0
+    check_seq: int | None = None
+    """A seq whose record should be fetched to settle a suspected fork."""
+
+
+@dataclass
+class PeerView:
+    heads: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
+    last_seen: float = 0.0
+
+
+class SyncCore:
+    """What this node should fetch, given what it and its peers hold."""
+
+    def __init__(self, own: bytes, limits: SyncLimits | None = None) -> None:
+        self.own = own
+        self.limits = limits or SyncLimits()
+        self.local: dict[bytes, tuple[int, bytes]] = {}
+        self.peers: dict[bytes, PeerView] = {}
+        self._hubs: dict[bytes, _HubSync] = {}
+        self._failures: dict[tuple[bytes, bytes], int] = {}
+        self._peer_retry: dict[tuple[bytes, bytes], float] = {}
+
+    # -- inputs -------------------------------------------------------------------------
+
+    def on_local_heads(self, heads: dict[bytes, tuple[int, bytes]], now: float) -> list[Fetch]:
+        """This node's log changed (or was read at start)."""
+        self.local.update(heads)
+        return self._plan(now)
+
+    def on_peer_heads(
+        self, peer: bytes, heads: dict[bytes, tuple[int, bytes]], now: float
+    ) -> list[Fetch]:
+        """A trusted peer announced its frontier (already filtered to trusted hubs)."""
+        view = self.peers.setdefault(peer, PeerView())
+        view.heads = dict(heads)
+        view.last_seen = now
+        for hub, (seq, id_) in heads.items():
+            local = self.local.get(hub)
+            if local is not None and local[0] == seq and local[1] != id_:
+                # Same seq, different event: fetch the peer's copy to prove the fork.
+                self._hub(hub).check_seq = seq
+        return self._plan(now)
+
+    def on_claim(self, hub: bytes, seq: int, peer: bytes, now: float) -> list[Fetch]:
+        """``peer`` showed it holds ``hub`` up to ``seq`` (e.g. a live record ahead of a gap)."""
+        view = self.peers.setdefault(peer, PeerView())
+        if seq > view.heads.get(hub, (0, b""))[0]:
+            view.heads[hub] = (seq, b"")
+        view.last_seen = now
+        return self._plan(now)
+
+    def on_reply(self, fetch: Fetch, now: float, *, mismatch_seq: int | None = None) -> list[Fetch]:
+        """``fetch`` was answered and ingested (local heads already updated).
+
+        ``mismatch_seq``: a returned record at that seq did not link to our chain, so the
+        hub signed a different record at ``mismatch_seq - 1``: fetch it to prove the fork.
+        A report for a request the core no longer waits for is ignored.
+        """
+        state = self._hubs.get(fetch.hub)
+        if state is None or state.request != fetch:
+            return self._plan(now)
+        self._move(state, SyncEvent.REPLY)
+        self._failures.pop((fetch.hub, fetch.peer), None)
+        self._peer_retry.pop((fetch.hub, fetch.peer), None)
+        if mismatch_seq is not None and mismatch_seq > 1:
+            state.check_seq = mismatch_seq - 1
+        return self._plan(now)
+
+    def on_failure(self, fetch: Fetch, now: float) -> list[Fetch]:
+        """``fetch`` timed out, found no responder, or came back unusable."""
+        state = self._hubs.get(fetch.hub)
+        if state is None or state.request != fetch:
+            return self._plan(now)
+        self._fail(state, fetch, now)
+        return self._plan(now)
+
+    def on_tick(self, now: float) -> list[Fetch]:
+        """Time passed: expire unanswered requests, end backoffs."""
+        for state in list(self._hubs.values()):
+            if (
+                state.state is FetchState.FETCHING
+                and state.request is not None
+                and now - state.sent_at > self.limits.timeout * 2
+            ):
+                # The adapter reports its own timeouts; this guards against a lost report.
+                self._fail(state, state.request, now)
+        return self._plan(now)
+
+    def _fail(self, state: _HubSync, fetch: Fetch, now: float) -> None:
+        self._move(state, SyncEvent.FAILURE)
+        key = (fetch.hub, fetch.peer)
+        n = self._failures.get(key, 0) + 1
+        self._failures[key] = n
+        delay = min(self.limits.backoff_max, self.limits.backoff_first * 2 ** (n - 1))
+        self._peer_retry[key] = now + delay
+        # The hub itself may retry soon with another holder; this holder waits longer.
+        state.retry_at = now + min(delay, self.limits.backoff_first)
+
+    def forget_peer(self, peer: bytes) -> None:
+        self.peers.pop(peer, None)
+
+    # -- queries ------------------------------------------------------------------------
+
+    def state(self, hub: bytes) -> FetchState:
+        return self._hubs[hub].state if hub in self._hubs else FetchState.IDLE
+
+    def in_flight(self) -> int:
+        return sum(s.state is FetchState.FETCHING for s in self._hubs.values())
+
+    def lag(self, peer: bytes) -> int:
+        """Records ``peer`` announced that this node does not hold yet."""
+        view = self.peers.get(peer)
+        if view is None:
+            return 0
+        return sum(
+            max(0, seq - self.local.get(hub, (0, b""))[0]) for hub, (seq, _) in view.heads.items()
+        )
+
+    def behind(self) -> dict[bytes, int]:
+        """Per hub, the highest seq any peer announced above what this node holds."""
+        out: dict[bytes, int] = {}
+        for view in self.peers.values():
+            for hub, (seq, _) in view.heads.items():
+                if seq > self.local.get(hub, (0, b""))[0]:
+                    out[hub] = max(out.get(hub, 0), seq)
+        return out
+
+    # -- the decision -------------------------------------------------------------------
+
+    def _hub(self, hub: bytes) -> _HubSync:
+        return self._hubs.setdefault(hub, _HubSync())
+
+    def _move(self, state: _HubSync, event: SyncEvent) -> None:
+        try:
+            state.state = TRANSITIONS[state.state, event]
+        except KeyError:
+            raise IllegalTransition(state.state, event) from None
+        if state.state is not FetchState.FETCHING:
+            state.request = None
+
+    def _plan(self, now: float) -> list[Fetch]:
+        for state in self._hubs.values():
+            if state.state is FetchState.BACKOFF and now >= state.retry_at:
+                self._move(state, SyncEvent.RETRY)
+        budget = self.limits.max_in_flight - self.in_flight()
+        actions: list[Fetch] = []
+        wanted = self.behind()
+        checks = {h: s.check_seq for h, s in self._hubs.items() if s.check_seq is not None}
+        for hub in sorted(set(wanted) | set(checks)):
+            if budget <= 0:
+                break
+            state = self._hub(hub)
+            if state.state is not FetchState.IDLE:
+                continue
+            local_seq = self.local.get(hub, (0, b""))[0]
+            check = state.check_seq
+            if check is not None:
+                start, limit, need = check, 1, check
+            else:
+                start = local_seq + 1
+                limit = min(self.limits.batch, wanted[hub] - local_seq)
+                need = start
+            peer = self._choose_peer(hub, need, now)
+            if peer is None:
+                continue
+            fetch = Fetch(hub, start, limit, peer)
+            self._move(state, SyncEvent.BEHIND)
+            state.request = fetch
+            state.sent_at = now
+            state.check_seq = None
+            actions.append(fetch)
+            budget -= 1
+        return actions
+
+    def _choose_peer(self, hub: bytes, need: int, now: float) -> bytes | None:
+        """The holder of ``hub``'s seq ``need`` to ask: the author first, else the furthest."""
+        candidates = [
+            (peer, view.heads[hub][0])
+            for peer, view in self.peers.items()
+            if hub in view.heads
+            and view.heads[hub][0] >= need
+            and self._peer_retry.get((hub, peer), 0.0) <= now
+        ]
+        if not candidates:
+            return None
+        for peer, _ in candidates:
+            if peer == hub:
+                return peer
+        return max(candidates, key=lambda c: (c[1], c[0]))[0]

@@ -1,0 +1,459 @@
+"""The NATS adapter: a thin loop around :class:`SyncCore` and the event log (DESIGN §6).
+
+It subscribes to the network's subjects, feeds what arrives to the log (through the full
+verification path) and to the sync core, performs the core's fetches as NATS requests,
+publishes this hub's new events and its heads, answers range requests, and passes fork
+proofs on. Every queue is bounded: NATS subscriptions have pending limits, fetches are
+capped by the core, and each message is bounded by the server's ``max_payload``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgspec
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from hubnode.errors import Reason
+from hubnode.events.envelope import event_id
+from hubnode.events.ids import hub_display, short_hub
+from hubnode.protocol import messages as m
+from hubnode.protocol.sync import Fetch, SyncCore
+from hubnode.store.log import EventLog, IngestOutcome, Status
+from hubnode.trust import TrustSet, fold_admissions
+
+log = logging.getLogger("hubnode.gossip")
+
+SUB_PENDING_MSGS: Final = 20_000
+SUB_PENDING_BYTES: Final = 64 * 1024 * 1024
+"""Per-subscription bounds; past them NATS drops messages (a slow consumer), and the
+heads/sync loop recovers whatever was lost."""
+PUBLISH_POLL: Final = 0.2
+"""Seconds between checks for own events appended by another process."""
+TICK: Final = 0.25
+
+
+@dataclass
+class Counters:
+    accepted: int = 0
+    duplicates: int = 0
+    pending: int = 0
+    dropped_full: int = 0
+    dropped_unknown: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    forks: int = 0
+    garbage: int = 0
+    published: int = 0
+    served: int = 0
+    fetched: int = 0
+    fetch_failures: int = 0
+    slow_consumer: int = 0
+
+    def count(self, outcomes: list[IngestOutcome]) -> None:
+        for o in outcomes:
+            if o.status is Status.ACCEPTED:
+                self.accepted += 1 + o.released
+            elif o.status is Status.DUPLICATE:
+                self.duplicates += 1
+            elif o.status is Status.PENDING:
+                self.pending += 1
+            elif o.status is Status.DROPPED:
+                self.dropped_full += 1
+            elif o.status is Status.FORK:
+                self.forks += 1
+            elif o.reason is Reason.UNKNOWN_HUB:
+                self.dropped_unknown += 1
+            else:
+                self.rejected[o.reason.value if o.reason else "?"] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(vars(self))
+        out["rejected"] = dict(self.rejected)
+        return out
+
+
+@dataclass
+class PeerSeen:
+    first_seen: float
+    last_seen: float
+    heads: dict[bytes, tuple[int, bytes]]
+
+
+class Gossip:
+    """Runs one hub's side of the network protocol over a NATS connection."""
+
+    def __init__(
+        self,
+        log_: EventLog,
+        trust: TrustSet,
+        *,
+        heads_interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        assert log_.hub is not None, "gossip needs the hub's own log"
+        self.log = log_
+        self.own: bytes = log_.hub
+        self.net = log_.net
+        self.trust = trust
+        self.core = SyncCore(self.own)
+        self.counters = Counters()
+        self.peers: dict[bytes, PeerSeen] = {}
+        self.heads: dict[bytes, tuple[int, bytes]] = {}
+        self.connected = False
+        self.nats_url: str | None = None
+        self.heads_interval = heads_interval
+        self._clock = clock
+        self._nc: Client | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._published_seq = 0
+        self._announced_forks: set[tuple[bytes, int, bytes, bytes]] = set()
+        self._admissions_pos = 0
+        self._warned: set[tuple[bytes, str]] = set()
+        self._error_logged = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, url: str) -> None:
+        """Load state, connect (retrying until the server answers) and subscribe."""
+        self.nats_url = url
+        self.heads = {h: (v.seq, v.id) for h, v in (await self.log.heads()).items()}
+        own = self.heads.get(self.own)
+        self._published_seq = own[0] if own else 0
+        await self.refresh_trust()
+        self.core.on_local_heads(self.heads, self._clock())
+        self._nc = await self._connect(url)
+        nc = self._nc
+        handlers = {
+            "ev": self._on_events,
+            "heads": self._on_heads,
+            "forks": self._on_fork,
+            "sync.>": self._on_sync,
+        }
+        for name, handler in handlers.items():
+            await nc.subscribe(
+                m.subject(self.net, name),
+                cb=self._guard(handler),
+                pending_msgs_limit=SUB_PENDING_MSGS,
+                pending_bytes_limit=SUB_PENDING_BYTES,
+            )
+        await nc.flush()
+        self.connected = True
+        await self.publish_heads()
+        self._spawn(self._publish_loop())
+        self._spawn(self._heads_loop())
+        self._spawn(self._tick_loop())
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._nc is not None and not self._nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+        self.connected = False
+
+    async def _connect(self, url: str) -> Client:
+        delay = 0.2
+        while True:
+            try:
+                return await nats.connect(
+                    servers=[url],
+                    name=f"hubnode {hub_display(self.own)}",
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    connect_timeout=2,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                )
+            except (OSError, nats.errors.Error, TimeoutError) as e:
+                log.warning("cannot reach NATS at %s (%s); retrying in %.1fs", url, e, delay)
+                await asyncio.sleep(delay)  # back off before reconnecting: a real wait
+                delay = min(delay * 2, 5.0)
+
+    async def _on_error(self, e: Exception) -> None:
+        if isinstance(e, nats.errors.SlowConsumerError):
+            self.counters.slow_consumer += 1
+            if self.counters.slow_consumer == 1:
+                log.warning("slow consumer: messages dropped; sync will fetch what was lost")
+        elif self._error_logged is not True:
+            # One line per outage: the client retries every half second.
+            self._error_logged = True
+            log.warning("NATS error: %s", e)
+
+    async def _on_disconnected(self) -> None:
+        if self.connected:
+            log.warning("disconnected from NATS; reconnecting")
+        self.connected = False
+
+    async def _on_reconnected(self) -> None:
+        self.connected = True
+        self._error_logged = False
+        log.info("reconnected to NATS")
+        self._spawn(self.publish_heads())
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _guard(self, handler: Callable[[Msg], Awaitable[None]]) -> Callable[[Msg], Awaitable[None]]:
+        """Bad input must never kill a subscription: count it and go on."""
+
+        async def guarded(msg: Msg) -> None:
+            try:
+                await handler(msg)
+            except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+                self.counters.garbage += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("error handling a message on %s", msg.subject)
+
+        return guarded
+
+    # -- publishing ---------------------------------------------------------------------
+
+    async def publish_heads(self) -> None:
+        if self._nc is None or not self.connected:
+            return
+        message = m.HeadsMessage(self.own, dict(self.heads))
+        payload = m.encoder.encode(message)
+        if len(payload) <= self._nc.max_payload:
+            with contextlib.suppress(nats.errors.Error):
+                await self._nc.publish(m.subject(self.net, "heads"), payload)
+
+    async def _heads_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heads_interval)  # the announcement period itself
+            await self.publish_heads()
+
+    async def _publish_loop(self) -> None:
+        """Publish this hub's new events, whichever process appended them."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PUBLISH_POLL):
+                    await self.log.wait_for(self.own, self._published_seq + 1)
+            await self._publish_new()
+
+    async def _publish_new(self) -> None:
+        nc = self._nc
+        if nc is None or not self.connected:
+            return
+        while True:
+            records = await self.log.records(
+                self.own, self._published_seq + 1, limit=1000, max_bytes=4 * nc.max_payload
+            )
+            if not records:
+                return
+            for payload in m.pack_records(records, nc.max_payload):
+                await nc.publish(m.subject(self.net, "ev"), payload)
+            self._published_seq += len(records)
+            self.counters.published += len(records)
+            last = records[-1]
+            self.heads[self.own] = (self._published_seq, event_id(last))
+            self.core.on_local_heads({self.own: self.heads[self.own]}, self._clock())
+
+    async def _publish_fork(self, hub: bytes, seq: int) -> None:
+        """Publish the proof of ``hub``'s fork at ``seq`` once."""
+        if self._nc is None:
+            return
+        for proof in await self.log.forks():
+            if proof.hub != hub or proof.seq != seq:
+                continue
+            key = (proof.hub, proof.seq, *proof.ids)
+            if key in self._announced_forks:
+                continue
+            self._announced_forks.add(key)
+            log.warning(
+                "FORK: %s signed two different events at seq %d (%s / %s)",
+                hub_display(hub),
+                seq,
+                proof.ids[0].hex()[:12],
+                proof.ids[1].hex()[:12],
+            )
+            payload = m.encoder.encode(m.ForkMessage(proof.raw_a, proof.raw_b))
+            if len(payload) <= self._nc.max_payload:
+                with contextlib.suppress(nats.errors.Error):
+                    await self._nc.publish(m.subject(self.net, "forks"), payload)
+
+    # -- receiving ----------------------------------------------------------------------
+
+    async def ingest(self, records: list[bytes], *, source: bytes | None) -> list[IngestOutcome]:
+        """Ingest records from the network and react: heads, trust, forks, gaps, logs."""
+        outcomes = await self.log.ingest(records, trusted=self.trust.contains)
+        self.counters.count(outcomes)
+        now = self._clock()
+        changed: set[bytes] = set()
+        for o in outcomes:
+            if o.hub is None:
+                continue
+            if o.status is Status.ACCEPTED:
+                changed.add(o.hub)
+            elif o.status is Status.PENDING and o.seq is not None:
+                self._spawn_fetches(self.core.on_claim(o.hub, o.seq, source or o.hub, now))
+            elif o.status is Status.FORK and o.seq is not None:
+                await self._publish_fork(o.hub, o.seq)
+            elif o.status is Status.REJECTED and o.reason is not None:
+                self._warn_once(o.hub, o.reason, o.detail)
+        if changed:
+            for hub in changed:
+                head = await self.log.head(hub)
+                if head is not None:
+                    self.heads[hub] = (head.seq, head.id)
+            self._spawn_fetches(self.core.on_local_heads({h: self.heads[h] for h in changed}, now))
+            await self.refresh_trust()
+        return outcomes
+
+    def _warn_once(self, hub: bytes, reason: Reason, detail: str) -> None:
+        key = (hub, reason.value)
+        if key in self._warned or len(self._warned) > 10_000:
+            return
+        self._warned.add(key)
+        if reason is Reason.UNKNOWN_HUB:
+            log.info("dropping events of untrusted %s", hub_display(hub))
+        else:
+            log.warning("rejected a record of %s: %s: %s", short_hub(hub), reason.value, detail)
+
+    async def refresh_trust(self) -> None:
+        """Fold new ``hub.admitted`` events into the trust set."""
+        grew, self._admissions_pos = await fold_admissions(
+            self.trust, self.log, self._admissions_pos
+        )
+        if grew:
+            log.info("trust set grew to %d hubs through admissions", len(self.trust))
+
+    async def _on_events(self, msg: Msg) -> None:
+        records = m.records_decoder.decode(msg.data)
+        if records:
+            await self.ingest(records, source=None)
+
+    async def _on_heads(self, msg: Msg) -> None:
+        message = m.heads_decoder.decode(msg.data)
+        sender = message.sender
+        if sender == self.own:
+            return
+        if sender not in self.trust:
+            self._warn_once(sender, Reason.UNKNOWN_HUB, "heads from an untrusted hub")
+            return
+        now = self._clock()
+        seen = self.peers.get(sender)
+        if seen is None:
+            log.info("peer seen: %s", hub_display(sender))
+            seen = self.peers[sender] = PeerSeen(now, now, {})
+        seen.last_seen = now
+        seen.heads = {h: (s, i) for h, (s, i) in message.heads.items()}
+        trusted = {h: (s, i) for h, (s, i) in message.heads.items() if h in self.trust}
+        self._spawn_fetches(self.core.on_peer_heads(sender, trusted, now))
+
+    async def _on_fork(self, msg: Msg) -> None:
+        proof = m.fork_decoder.decode(msg.data)
+        if proof.raw_a == proof.raw_b:
+            self.counters.garbage += 1
+            return
+        # The log verifies both records fully; a fork outcome means the proof holds.
+        # The log verifies both records fully; if they prove a fork, ingest() stores the
+        # proof, marks the hub and republishes it once. Anything else changes nothing.
+        await self.ingest([proof.raw_a, proof.raw_b], source=None)
+
+    async def _on_sync(self, msg: Msg) -> None:
+        request = m.request_decoder.decode(msg.data)
+        if request.peer is not None and request.peer != self.own:
+            return
+        nc = self._nc
+        if nc is None or not msg.reply:
+            return
+        budget = min(request.max_bytes, nc.max_payload) - m.RECORDS_OVERHEAD
+        records = await self.log.records(
+            request.hub, request.start, limit=request.limit, max_bytes=budget
+        )
+        while records and sum(len(r) + m.PER_RECORD_OVERHEAD for r in records) > budget:
+            records.pop()  # records() returns at least one record; it must still fit
+        if not records and request.peer is None:
+            return  # let a holder answer an open request
+        self.counters.served += len(records)
+        await msg.respond(m.encoder.encode(records))
+
+    # -- fetching -----------------------------------------------------------------------
+
+    def _spawn_fetches(self, fetches: list[Fetch]) -> None:
+        for fetch in fetches:
+            self._spawn(self._fetch(fetch))
+
+    async def _fetch(self, fetch: Fetch) -> None:
+        nc = self._nc
+        if nc is None:
+            self._spawn_fetches(self.core.on_failure(fetch, self._clock()))
+            return
+        request = m.SyncRequest(fetch.hub, fetch.start, fetch.limit, nc.max_payload, fetch.peer)
+        try:
+            reply = await nc.request(
+                m.sync_subject(self.net, fetch.hub),
+                m.encoder.encode(request),
+                timeout=self.core.limits.timeout,
+            )
+            records = m.records_decoder.decode(reply.data)
+        except (nats.errors.Error, TimeoutError, msgspec.DecodeError) as e:
+            self.counters.fetch_failures += 1
+            log.debug("fetch %s from %s failed: %r", short_hub(fetch.hub), short_hub(fetch.peer), e)
+            self._spawn_fetches(self.core.on_failure(fetch, self._clock()))
+            return
+        before = self.heads.get(fetch.hub, (0, b""))[0]
+        outcomes = await self.ingest(records, source=fetch.peer)
+        self.counters.fetched += len(records)
+        after = self.heads.get(fetch.hub, (0, b""))[0]
+        if after > before:
+            log.info(
+                "gap filled: %s seq %d..%d from %s",
+                short_hub(fetch.hub),
+                before + 1,
+                after,
+                short_hub(fetch.peer),
+            )
+        mismatch = next(
+            (o.seq for o in outcomes if o.reason is Reason.PREV_MISMATCH and o.hub == fetch.hub),
+            None,
+        )
+        if not records or (after == before and mismatch is None and fetch.limit > 1):
+            # Nothing usable: treat as a failure so another holder is tried.
+            self._spawn_fetches(self.core.on_failure(fetch, self._clock()))
+            return
+        self._spawn_fetches(self.core.on_reply(fetch, self._clock(), mismatch_seq=mismatch))
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)  # the core's clock tick
+            self._spawn_fetches(self.core.on_tick(self._clock()))
+
+    # -- status -------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        now = self._clock()
+        wall = time.time()
+        return {
+            "nats": {"url": self.nats_url, "connected": self.connected},
+            "heads": {
+                hub_display(h): {"seq": s, "id": i.hex()} for h, (s, i) in self.heads.items()
+            },
+            "peers": {
+                hub_display(p): {
+                    "last_seen": wall - (now - seen.last_seen),
+                    "heads": {hub_display(h): s for h, (s, _) in seen.heads.items()},
+                    "lag": self.core.lag(p),
+                }
+                for p, seen in self.peers.items()
+            },
+            "counters": self.counters.as_dict(),
+            "pending": len(self.log.pending),
+        }

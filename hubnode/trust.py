@@ -1,0 +1,94 @@
+"""Whom a node accepts events from (DESIGN §5). Pure: no I/O.
+
+The trust set is this hub, the hubs added locally (``hubnode peers add``), and every hub
+admitted by ``hub.admitted`` events from at least ``threshold`` distinct hubs that are
+themselves trusted — a fixpoint, so admissions chain (A trusts B locally, B admits C,
+C admits D). Admissions only count once their author is trusted, and the set is the same
+whatever order the events arrived in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from hubnode.events.ids import parse_hub
+from hubnode.events.network import HubAdmitted
+
+if TYPE_CHECKING:
+    from hubnode.store.log import EventLog
+
+
+class TrustSet:
+    def __init__(self, own: bytes, local: Iterable[bytes], threshold: int = 1) -> None:
+        if threshold < 1:
+            raise ValueError(f"admit_threshold must be at least 1, got {threshold}")
+        self.own = own
+        self.local = frozenset(local) | {own}
+        self.threshold = threshold
+        self._admitted_by: dict[bytes, set[bytes]] = {}
+        self._trusted = set(self.local)
+
+    def __contains__(self, hub: object) -> bool:
+        return hub in self._trusted
+
+    def contains(self, hub: bytes) -> bool:
+        """Thread-safe membership test, usable as the log's ``trusted`` check."""
+        return hub in self._trusted
+
+    def __len__(self) -> int:
+        return len(self._trusted)
+
+    @property
+    def members(self) -> frozenset[bytes]:
+        return frozenset(self._trusted)
+
+    def add_local(self, hub: bytes) -> None:
+        self.local = self.local | {hub}
+        self._recompute()
+
+    def admit(self, admitter: bytes, admitted: bytes) -> bool:
+        """Record a ``hub.admitted`` event; True if the trust set grew."""
+        self._admitted_by.setdefault(admitted, set()).add(admitter)
+        before = len(self._trusted)
+        self._recompute()
+        return len(self._trusted) > before
+
+    def admitters(self, hub: bytes) -> frozenset[bytes]:
+        """Every hub that signed an admission of ``hub`` (trusted or not yet)."""
+        return frozenset(self._admitted_by.get(hub, ()))
+
+    def why(self, hub: bytes) -> str:
+        """How ``hub`` came to be trusted, for people: ``this hub``, ``local`` or ``admitted``."""
+        if hub == self.own:
+            return "this hub"
+        if hub in self.local:
+            return "local"
+        if hub in self._trusted:
+            return "admitted"
+        return "not trusted"
+
+    def _recompute(self) -> None:
+        trusted = set(self.local)
+        changed = True
+        while changed:
+            changed = False
+            for hub, by in self._admitted_by.items():
+                if hub not in trusted and len(by & trusted) >= self.threshold:
+                    trusted.add(hub)
+                    changed = True
+        # Assign a new set rather than mutate: readers on other threads see old or new.
+        self._trusted = trusted
+
+
+async def fold_admissions(trust: TrustSet, log: EventLog, after_pos: int = 0) -> tuple[bool, int]:
+    """Apply the log's ``hub.admitted`` events after ``after_pos``; (grew, last pos read)."""
+    grew = False
+    while True:
+        events = await log.events(after_pos=after_pos, kind="hub.admitted", limit=1000)
+        if not events:
+            return grew, after_pos
+        for ev in events:
+            if isinstance(ev.body, HubAdmitted):
+                grew |= trust.admit(ev.hub, parse_hub(ev.body.hub))
+        after_pos = events[-1].pos
