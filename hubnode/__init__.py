@@ -7,6 +7,7 @@ from hubnode.audit import Auditor, AuditReport, audit_file, audit_folder
 from hubnode.config import Config, HubFolder
 from hubnode.crypto import SigningKey
 from hubnode.errors import (
+    BehindPeers,
     ConfigError,
     ForkDetected,
     HubnodeError,
@@ -31,6 +32,7 @@ __all__ = [
     "Appended",
     "AuditReport",
     "Auditor",
+    "BehindPeers",
     "Body",
     "Config",
     "ConfigError",

@@ -67,6 +67,19 @@ class StorageError(HubnodeError):
     """The local log could not be read or written (disk, lock, corrupt database)."""
 
 
+class BehindPeers(HubnodeError):
+    """Peers hold later events of this hub than its own log: appending now would fork it.
+
+    Happens after restoring an old backup. The node catches up its own events from
+    peers; appends work again once the log holds what peers announced.
+    """
+
+    def __init__(self, held: int, announced: int, message: str) -> None:
+        super().__init__(message)
+        self.held = held
+        self.announced = announced
+
+
 class ConfigError(HubnodeError):
     """A data folder, key file or config file is missing, unreadable or invalid."""
 

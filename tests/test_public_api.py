@@ -13,6 +13,7 @@ PUBLIC = [
     "Appended",
     "AuditReport",
     "Auditor",
+    "BehindPeers",
     "Body",
     "Config",
     "ConfigError",

@@ -120,6 +120,7 @@ class Gossip:
         self._admissions_pos = 0
         self._warned: set[tuple[bytes, str]] = set()
         self._error_logged = False
+        self._own_claimed = 0
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -354,6 +355,17 @@ class Gossip:
             seen = self.peers[sender] = PeerSeen(now, now, {})
         seen.last_seen = now
         seen.heads = {h: (s, i) for h, (s, i) in message.heads.items()}
+        claimed = message.heads.get(self.own)
+        own_seq = self.heads.get(self.own, (0, b""))[0]
+        if claimed is not None and claimed[0] > max(own_seq, self._own_claimed):
+            self._own_claimed = claimed[0]
+            log.warning(
+                "%s holds this hub's own events up to seq %d, beyond this log: "
+                "catching up before any append (restored from a backup?)",
+                short_hub(sender),
+                claimed[0],
+            )
+            await self.log.note_peer_head(claimed[0])
         trusted = {h: (s, i) for h, (s, i) in message.heads.items() if h in self.trust}
         self._spawn_fetches(self.core.on_peer_heads(sender, trusted, now))
 

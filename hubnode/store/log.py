@@ -27,7 +27,14 @@ import aiosqlite
 import msgspec
 
 from hubnode.crypto import SigningKey
-from hubnode.errors import ConfigError, ForkDetected, InvalidEvent, Reason, StorageError
+from hubnode.errors import (
+    BehindPeers,
+    ConfigError,
+    ForkDetected,
+    InvalidEvent,
+    Reason,
+    StorageError,
+)
 from hubnode.events.envelope import FORMAT_VERSION, MAX_RECORD_SIZE, Envelope, event_id, seal
 from hubnode.events.ids import hub_display
 from hubnode.events.kinds import KINDS, Body, KindRegistry
@@ -48,6 +55,9 @@ MAX_BATCH: Final = 2048
 
 _PARALLEL_FROM: Final = 64
 """Verify batches at least this large on a thread pool (cryptography releases the GIL)."""
+
+_PEER_OWN_HEAD: Final = "peer_own_head"
+"""meta key: the highest seq of this hub that a peer announced holding."""
 
 _BUSY_WAIT: Final = 60.0
 """Seconds to wait for another process's lock, as the connection's busy timeout does."""
@@ -178,6 +188,11 @@ class _Tx:
                 row = await cur.fetchone()
             assert row is not None
             self.pos = int(row[0]) + 1
+
+    async def meta_int(self, key: str) -> int:
+        async with self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
     async def stored_raw(self, hub: bytes, seq: int) -> bytes | None:
         if (hub, seq) in self.added:
@@ -394,6 +409,16 @@ class EventLog:
                     )
                 head = tx.heads[hub]
                 seq, prev = (head.seq, head.id) if head else (0, None)
+                announced = await tx.meta_int(_PEER_OWN_HEAD)
+                if announced > seq:
+                    raise BehindPeers(
+                        seq,
+                        announced,
+                        f"this hub's log holds its own events up to seq {seq}, but peers hold "
+                        f"seq {announced}: the data folder looks restored from an old backup. "
+                        "Appending now would sign a second event at a seq peers already have "
+                        "(a fork). Run `hubnode run` and let it catch up first.",
+                    )
                 results: list[list[Appended]] = []
                 ts = _now_ms()
                 for items in requests:
@@ -414,6 +439,27 @@ class EventLog:
                 raise
         await self._notify()
         return results
+
+    async def note_peer_head(self, seq: int) -> None:
+        """A peer announced holding this hub's own events up to ``seq``.
+
+        Remembered in the database (so a CLI append in another process sees it too):
+        ``append`` refuses with :class:`BehindPeers` until the log holds that seq.
+        """
+        if self.hub is None:
+            return
+        async with self._write_lock:
+            await self._begin()
+            try:
+                await self._db.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                    "SET value = MAX(value, excluded.value)",
+                    (_PEER_OWN_HEAD, seq),
+                )
+                await self._commit()
+            except BaseException:
+                await self._rollback()
+                raise
 
     # -- ingesting records from elsewhere -------------------------------------------------
 
