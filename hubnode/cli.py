@@ -584,14 +584,21 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
 
 @app.command()
 def demo(
+    hubs: Annotated[
+        int, typer.Option("--hubs", min=2, max=8, help="How many hubs (node processes) to run.")
+    ] = 4,
+    events: Annotated[
+        int, typer.Option("--events", min=1, max=5000, help="Events each hub appends.")
+    ] = 200,
     keep: Annotated[
-        Path | None, typer.Option(help="Build the demo hubs in this folder and keep them.")
+        Path | None,
+        typer.Option(help="Build the hubs' data folders in this new folder and keep them."),
     ] = None,
 ) -> None:
-    """Run the demo: three hubs append signed events, exchange and export logs, audit them."""
+    """Run the demo: hubs as separate processes federate over a NATS cluster, then an audit."""
     from hubnode.demo import run_demo
 
-    _run(run_demo(keep, out))
+    _run(run_demo(out, hubs=hubs, events=events, keep=keep))
 
 
 def main() -> None:

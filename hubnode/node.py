@@ -80,7 +80,7 @@ class Node:
             cfg.name,
             hub_display(self.folder.hub),
             cfg.network,
-            url,
+            self.gossip.nats_url,
             len(self.gossip.trust),
         )
         self._status_task = asyncio.create_task(self._status_loop())

@@ -26,7 +26,9 @@ def shared_fixture(*parts: str) -> Path:
 
 
 def registered(name: str = "Hub") -> HubRegistered:
-    return HubRegistered(name=name, roles=("gateway",), area="Darlington", contact="hub@example.org")
+    return HubRegistered(
+        name=name, roles=("gateway",), area="Darlington", contact="hub@example.org"
+    )
 
 
 def update(n: int) -> HubProfileUpdated:

@@ -14,7 +14,7 @@ from .conftest import NET, registered, update
 
 async def test_append_refuses_while_a_peer_announced_a_later_own_head(tmp_path: Path) -> None:
     key = SigningKey.generate()
-    # What the hub signed before its disk was restored from a backup holding only seq 1–2.
+    # What the hub signed before its disk was restored from a backup holding only seq 1-2.
     history = ChainWriter(NET, key)
     records = [history.next("hub.registered", registered())]
     records += [history.next("hub.profile_updated", update(i)) for i in range(2, 6)]

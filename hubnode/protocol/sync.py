@@ -83,6 +83,8 @@ class _HubSync:
     retry_at: float = 0.0
     check_seq: int | None = None
     """A seq whose record should be fetched to settle a suspected fork."""
+    check_peer: bytes | None = None
+    """The peer that showed the other record at ``check_seq``: the one that can prove it."""
 
 
 @dataclass
@@ -121,7 +123,8 @@ class SyncCore:
             local = self.local.get(hub)
             if local is not None and local[0] == seq and local[1] != id_:
                 # Same seq, different event: fetch the peer's copy to prove the fork.
-                self._hub(hub).check_seq = seq
+                state = self._hub(hub)
+                state.check_seq, state.check_peer = seq, peer
         return self._plan(now)
 
     def on_claim(self, hub: bytes, seq: int, peer: bytes, now: float) -> list[Fetch]:
@@ -146,7 +149,7 @@ class SyncCore:
         self._failures.pop((fetch.hub, fetch.peer), None)
         self._peer_retry.pop((fetch.hub, fetch.peer), None)
         if mismatch_seq is not None and mismatch_seq > 1:
-            state.check_seq = mismatch_seq - 1
+            state.check_seq, state.check_peer = mismatch_seq - 1, fetch.peer
         return self._plan(now)
 
     def on_failure(self, fetch: Fetch, now: float) -> list[Fetch]:
@@ -243,20 +246,24 @@ class SyncCore:
                 start = local_seq + 1
                 limit = min(self.limits.batch, wanted[hub] - local_seq)
                 need = start
-            peer = self._choose_peer(hub, need, now)
+            prefer = state.check_peer if check is not None else None
+            peer = self._choose_peer(hub, need, now, prefer)
             if peer is None:
                 continue
             fetch = Fetch(hub, start, limit, peer)
             self._move(state, SyncEvent.BEHIND)
             state.request = fetch
             state.sent_at = now
-            state.check_seq = None
+            state.check_seq = state.check_peer = None
             actions.append(fetch)
             budget -= 1
         return actions
 
-    def _choose_peer(self, hub: bytes, need: int, now: float) -> bytes | None:
-        """The holder of ``hub``'s seq ``need`` to ask: the author first, else the furthest."""
+    def _choose_peer(
+        self, hub: bytes, need: int, now: float, prefer: bytes | None = None
+    ) -> bytes | None:
+        """The holder of ``hub``'s seq ``need`` to ask: ``prefer`` if it may be asked, else
+        among the holders that failed least, the author first, else the furthest."""
         candidates = [
             (peer, view.heads[hub][0])
             for peer, view in self.peers.items()
@@ -266,6 +273,11 @@ class SyncCore:
         ]
         if not candidates:
             return None
+        if any(peer == prefer for peer, _ in candidates):
+            return prefer
+        # A holder that just failed is free again when the hub retries: try another first.
+        fewest = min(self._failures.get((hub, peer), 0) for peer, _ in candidates)
+        candidates = [c for c in candidates if self._failures.get((hub, c[0]), 0) == fewest]
         for peer, _ in candidates:
             if peer == hub:
                 return peer

@@ -43,6 +43,16 @@ PUBLISH_POLL: Final = 0.2
 TICK: Final = 0.25
 
 
+def shown_url(url: str) -> str:
+    """``url`` fit for logs and status files: a password (or a token) becomes ``***``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hostport = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user + ':***' if colon else '***'}@{hostport}"
+
+
 @dataclass
 class Counters:
     accepted: int = 0
@@ -126,7 +136,7 @@ class Gossip:
 
     async def start(self, url: str) -> None:
         """Load state, connect (retrying until the server answers) and subscribe."""
-        self.nats_url = url
+        self.nats_url = shown_url(url)
         self.heads = {h: (v.seq, v.id) for h, v in (await self.log.heads()).items()}
         own = self.heads.get(self.own)
         self._published_seq = own[0] if own else 0
@@ -158,10 +168,12 @@ class Gossip:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Before draining: closing fires the disconnected callback, which must not log
+        # "reconnecting" for a clean stop.
+        self.connected = False
         if self._nc is not None and not self._nc.is_closed:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
-        self.connected = False
 
     async def _connect(self, url: str) -> Client:
         delay = 0.2
@@ -179,7 +191,9 @@ class Gossip:
                     reconnected_cb=self._on_reconnected,
                 )
             except (OSError, nats.errors.Error, TimeoutError) as e:
-                log.warning("cannot reach NATS at %s (%s); retrying in %.1fs", url, e, delay)
+                log.warning(
+                    "cannot reach NATS at %s (%s); retrying in %.1fs", shown_url(url), e, delay
+                )
                 await asyncio.sleep(delay)  # back off before reconnecting: a real wait
                 delay = min(delay * 2, 5.0)
 
@@ -265,6 +279,8 @@ class Gossip:
             last = records[-1]
             self.heads[self.own] = (self._published_seq, event_id(last))
             self.core.on_local_heads({self.own: self.heads[self.own]}, self._clock())
+            # Own events may admit hubs (appended by `hubnode log append`, say): trust them.
+            await self.refresh_trust()
 
     async def _publish_fork(self, hub: bytes, seq: int) -> None:
         """Publish the proof of ``hub``'s fork at ``seq`` once."""
@@ -297,12 +313,15 @@ class Gossip:
         self.counters.count(outcomes)
         now = self._clock()
         changed: set[bytes] = set()
+        own_ahead = 0
         for o in outcomes:
             if o.hub is None:
                 continue
             if o.status is Status.ACCEPTED:
                 changed.add(o.hub)
             elif o.status is Status.PENDING and o.seq is not None:
+                if o.hub == self.own:
+                    own_ahead = max(own_ahead, o.seq)
                 self._spawn_fetches(self.core.on_claim(o.hub, o.seq, source or o.hub, now))
             elif o.status is Status.FORK and o.seq is not None:
                 await self._publish_fork(o.hub, o.seq)
@@ -315,6 +334,10 @@ class Gossip:
                     self.heads[hub] = (head.seq, head.id)
             self._spawn_fetches(self.core.on_local_heads({h: self.heads[h] for h in changed}, now))
             await self.refresh_trust()
+        if own_ahead > self.heads.get(self.own, (0, b""))[0]:
+            # Signed proof that this hub's own chain goes further than its log (restored
+            # from a backup): refuse appends, in every process, until the gap is fetched.
+            await self.log.note_peer_head(own_ahead)
         return outcomes
 
     def _warn_once(self, hub: bytes, reason: Reason, detail: str) -> None:
@@ -358,14 +381,16 @@ class Gossip:
         claimed = message.heads.get(self.own)
         own_seq = self.heads.get(self.own, (0, b""))[0]
         if claimed is not None and claimed[0] > max(own_seq, self._own_claimed):
+            # Heads are unsigned: anyone on the bus can claim anything. The core fetches
+            # the claimed events; only records signed by this hub's key, once fetched,
+            # stop appends (ingest). A bare claim must not: it would stop them for good.
             self._own_claimed = claimed[0]
             log.warning(
-                "%s holds this hub's own events up to seq %d, beyond this log: "
-                "catching up before any append (restored from a backup?)",
+                "%s announces this hub's own events up to seq %d, beyond this log: "
+                "fetching them (restored from a backup?)",
                 short_hub(sender),
                 claimed[0],
             )
-            await self.log.note_peer_head(claimed[0])
         trusted = {h: (s, i) for h, (s, i) in message.heads.items() if h in self.trust}
         self._spawn_fetches(self.core.on_peer_heads(sender, trusted, now))
 

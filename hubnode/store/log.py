@@ -616,7 +616,10 @@ class EventLog:
 
     async def _begin(self) -> None:
         try:
-            await self._db.execute("BEGIN IMMEDIATE")
+            # Another coroutine's open cursor on this connection pins an old snapshot once
+            # another process commits; SQLite then answers BUSY_SNAPSHOT at once, without
+            # its busy handler. Retry until that cursor is done.
+            await _execute_waiting_out_busy(self._db, "BEGIN IMMEDIATE")
         except sqlite3.OperationalError as e:
             raise StorageError(f"cannot lock event log {self.path} for writing: {e}") from e
 

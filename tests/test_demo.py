@@ -1,0 +1,170 @@
+"""``hubnode demo``: hubs as separate processes federate over one NATS cluster, and stop.
+
+Real processes throughout: the installed console script runs the demo, which starts a
+``hubnode run`` node per hub, each with its own nats-server. Every process the demo starts
+names its hub's data folder on its command line, so ``/proc`` shows what ran and what is
+left over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hubnode import demo
+from hubnode.cli import app
+
+pytestmark = pytest.mark.skipif(
+    not Path("/proc/self/cmdline").exists(), reason="finds processes through /proc (Linux)"
+)
+
+HUBNODE = Path(sys.executable).parent / "hubnode"
+HUBS, EVENTS = 3, 30
+HELD = HUBS * (1 + EVENTS) + HUBS - 1
+"""Each hub registers and appends EVENTS updates; hub 1 also admits the other hubs."""
+
+
+def processes_naming(path: Path) -> dict[int, str]:
+    """Live processes whose command line contains ``path``: pid → command line."""
+    needle = str(path).encode()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()  # empty for a zombie
+        except OSError:
+            continue  # exited while we looked
+        if needle in cmdline:
+            found[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
+    return found
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The body cells of the rich tables in ``text``."""
+    return [
+        [cell.strip() for cell in line.split("│")[1:-1]]
+        for line in text.splitlines()
+        if line.startswith("│")
+    ]
+
+
+async def run_demo_watching(root: Path, *args: str) -> tuple[int, str, str, dict[int, str]]:
+    """Run ``hubnode demo --keep root ARGS``; also every process seen naming ``root``."""
+    proc = await asyncio.create_subprocess_exec(
+        str(HUBNODE),
+        "demo",
+        "--keep",
+        str(root),
+        *args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    output = asyncio.ensure_future(proc.communicate())
+    seen: dict[int, str] = {}
+    try:
+        async with asyncio.timeout(60):
+            while not output.done():
+                seen.update(processes_naming(root))
+                await asyncio.wait([output], timeout=0.05)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    stdout, stderr = await output
+    assert proc.returncode is not None
+    return proc.returncode, stdout.decode(), stderr.decode(), seen
+
+
+async def test_demo_federates_hub_processes_over_a_nats_cluster_and_stops_them(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "demo"
+    code, out, err, seen = await run_demo_watching(root, "--hubs", str(HUBS), "--events", "30")
+    assert code == 0, out + err
+
+    # One `hubnode run` and one nats-server per hub, each a separate process.
+    nodes = {pid for pid, cmd in seen.items() if " run --data " in cmd}
+    servers = {pid for pid, cmd in seen.items() if "nats-server" in cmd}
+    assert len(nodes) == HUBS and len(servers) == HUBS, seen
+    assert processes_naming(root) == {}, "the demo left processes running"
+
+    # hub, hub id, events held, same heads, forks: every hub holds everything, no fork.
+    rows = table_rows(out)
+    assert [row[0] for row in rows] == [p.name for p in demo.PROFILES[:HUBS]]
+    assert all(re.fullmatch(r"hub:[a-z2-7]{10}…", row[1]) for row in rows)
+    assert [row[2:] for row in rows] == [[str(HELD), "✔", "0"]] * HUBS
+    assert f"every hub holds all {HELD} events" in out
+    assert f"stopped {HUBS} nodes (SIGTERM)" in out
+
+    assert f"hub1.hublog: {HELD} records of {HUBS} hubs" in out and "— verified" in out
+    assert "one flipped bit in tampered.hublog: audit FAILED" in out
+    assert re.search(r"first bad record: hub:[a-z2-7]{52} seq \d+ at byte offset \d+", out)
+    audit = CliRunner().invoke
+    assert audit(app, ["audit", "verify", str(root / "hub1.hublog")]).exit_code == 0
+    assert audit(app, ["audit", "verify", str(root / "tampered.hublog")]).exit_code == 1
+
+    for n in range(1, HUBS + 1):
+        hub = root / f"hub{n}"
+        node_log = (hub / "node.log").read_text()
+        assert "embedded nats-server listening" in node_log and "stopped" in node_log
+        assert "Traceback" not in node_log
+        server_log = (hub / "run" / "nats" / "nats-server.log").read_text()
+        assert "Route connection created" in server_log  # joined the cluster
+        assert "Server Exiting" in server_log  # stopped by its node, not killed
+
+
+def test_demo_removes_its_temporary_folders(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--hubs", "2", "--events", "5"])
+    assert result.exit_code == 0, result.output
+    match = re.search(r"data folders in (\S+) \(removed at the end", result.stdout)
+    assert match, result.stdout
+    root = Path(match.group(1))
+    assert f"removed {root}" in result.stdout
+    assert not root.exists()
+    assert processes_naming(root) == {}
+
+
+def test_demo_fails_clearly_and_stops_every_node_when_hubs_do_not_converge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Trust takes a few gossip rounds; 50 ms is never enough.
+    monkeypatch.setattr(demo, "TRUST_TIMEOUT", 0.05)
+    root = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--hubs", "2", "--events", "5", "--keep", root])
+    assert result.exit_code == 1
+    assert "no trust between all hubs within 0 s" in result.stderr
+    # The error shows what each hub holds and the end of each node's log.
+    for n in (1, 2):
+        assert f"hub{n} {demo.PROFILES[n - 1].name} holds" in result.stderr
+        assert f"{root / f'hub{n}' / 'node.log'} ends:" in result.stderr
+    assert "embedded nats-server listening" in result.stderr
+    assert processes_naming(root) == {}
+    assert "stopped" in (root / "hub1" / "node.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--hubs", "1"], "'--hubs': Input should be greater than or equal to 2"),
+        (["--hubs", "9"], "'--hubs': Input should be less than or equal to 8"),
+        (["--events", "0"], "'--events': Input should be greater than or equal to 1"),
+    ],
+)
+def test_demo_refuses_sizes_it_cannot_show(args: list[str], message: str) -> None:
+    result = CliRunner(env={"COLUMNS": "250"}).invoke(app, ["demo", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_demo_refuses_a_keep_folder_that_is_not_empty(tmp_path: Path) -> None:
+    (tmp_path / "something").write_text("mine")
+    result = CliRunner().invoke(app, ["demo", "--keep", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "is not an empty folder; pass a new one to --keep" in result.stderr
+    assert (tmp_path / "something").read_text() == "mine"
