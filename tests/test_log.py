@@ -662,3 +662,31 @@ async def test_fork_proof_is_kept_once_whichever_twin_came_first(log: EventLog):
     assert statuses(await log.ingest([second])) == [Status.FORK]
     assert statuses(await log.ingest([first, second])) == [Status.DUPLICATE, Status.FORK]
     assert len(await log.forks()) == 1
+
+
+async def test_a_write_waits_for_a_reader_on_its_connection_after_another_process_committed(
+    tmp_path: Path,
+):
+    # An open read on a connection pins an old snapshot; once another connection commits,
+    # SQLite answers BEGIN IMMEDIATE with BUSY_SNAPSHOT at once. The write must wait for
+    # the read to finish, not fail.
+    key = SigningKey.generate()
+    path = tmp_path / "log.sqlite3"
+    async with (
+        await EventLog.open(path, net=NET, key=key) as node_log,
+        await EventLog.open(path, net=NET, key=key) as cli_log,
+    ):
+        await node_log.append_many([("hub.profile_updated", update(i)) for i in range(1, 4)])
+        reader = await node_log._db.execute("SELECT raw FROM events")
+        assert await reader.fetchone() is not None  # the read is under way
+        await cli_log.append("hub.profile_updated", update(4))
+        begin = asyncio.create_task(node_log._begin())
+        # Without the retry, BEGIN fails at once with "database is locked".
+        await asyncio.wait({begin}, timeout=0.3)
+        assert not begin.done() or begin.exception() is None
+        await reader.close()
+        async with asyncio.timeout(10):
+            await begin
+        await node_log._rollback()
+        done = await node_log.append("hub.profile_updated", update(5))
+        assert done.seq == 5
