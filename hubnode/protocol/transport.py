@@ -300,10 +300,24 @@ class Gossip:
                 proof.ids[0].hex()[:12],
                 proof.ids[1].hex()[:12],
             )
-            payload = m.encoder.encode(m.ForkMessage(proof.raw_a, proof.raw_b))
-            if len(payload) <= self._nc.max_payload:
-                with contextlib.suppress(nats.errors.Error):
-                    await self._nc.publish(m.subject(self.net, "forks"), payload)
+            await self._send_proof(proof.raw_a, proof.raw_b)
+
+    async def _send_proof(self, raw_a: bytes, raw_b: bytes) -> None:
+        if self._nc is None:
+            return
+        payload = m.encoder.encode(m.ForkMessage(raw_a, raw_b))
+        if len(payload) <= self._nc.max_payload:
+            with contextlib.suppress(nats.errors.Error):
+                await self._nc.publish(m.subject(self.net, "forks"), payload)
+
+    async def _reannounce_forks(self) -> None:
+        """Send every proof held to the network again, for a peer that just appeared.
+
+        A node that was offline (or new) when a fork was found would otherwise sync one
+        twin and never hear of the other. Forks are rare, so this costs little.
+        """
+        for proof in await self.log.forks():
+            await self._send_proof(proof.raw_a, proof.raw_b)
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -376,6 +390,7 @@ class Gossip:
         if seen is None:
             log.info("peer seen: %s", hub_display(sender))
             seen = self.peers[sender] = PeerSeen(now, now, {})
+            self._spawn(self._reannounce_forks())
         seen.last_seen = now
         seen.heads = {h: (s, i) for h, (s, i) in message.heads.items()}
         claimed = message.heads.get(self.own)
