@@ -74,6 +74,9 @@ class Node:
             url = await self.server.start()
             log.info("embedded nats-server listening at %s", url)
         self.gossip = Gossip(self.log, trust_set(self.folder), heads_interval=cfg.heads_interval)
+        # Status first: while the node retries an unreachable (or refusing) server,
+        # `hubnode status` shows it running and not connected.
+        self._status_task = asyncio.create_task(self._status_loop())
         await self.gossip.start(url)
         log.info(
             "hub %s (%s) on network %r: connected to %s, %d trusted hubs",
@@ -83,7 +86,6 @@ class Node:
             self.gossip.nats_url,
             len(self.gossip.trust),
         )
-        self._status_task = asyncio.create_task(self._status_loop())
 
     async def stop(self) -> None:
         """Stop accepting, flush, close: gossip first, then status, log, server."""

@@ -76,6 +76,34 @@ def render_config(settings: EmbeddedNats, *, server_name: str, cluster_name: str
     return "\n".join(lines) + "\n"
 
 
+async def _stop_orphans(ports_dir: Path, conf: Path) -> None:
+    """Stop a server a previous ``hubnode run`` of this hub left behind (it was killed).
+
+    The server runs in its own session so a Ctrl-C reaches it only through the node; if
+    the node died with SIGKILL, its server lives on holding the ports. Its ports file
+    names its pid; it is ours only if its command line names this hub's config file.
+    """
+    for path in ports_dir.glob("*.ports"):
+        pid_text = path.stem.rpartition("_")[2]
+        if not pid_text.isdigit():
+            continue
+        pid = int(pid_text)
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(conf).encode() not in cmdline:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        for _ in range(200):  # up to 10 s; it is not our child, so there is no wait()
+            if not Path(f"/proc/{pid}").exists():
+                break
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 class EmbeddedServer:
     """One nats-server child process, with its config and log under ``workdir``."""
 
@@ -103,6 +131,7 @@ class EmbeddedServer:
             )
         )
         ports_dir = self.workdir / "ports"
+        await _stop_orphans(ports_dir, conf)
         shutil.rmtree(ports_dir, ignore_errors=True)
         ports_dir.mkdir()
         log = open(self.workdir / "nats-server.log", "ab")  # noqa: SIM115 - child owns it

@@ -186,6 +186,9 @@ class Gossip:
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
                     connect_timeout=2,
+                    # A clean stop flushes what is queued, but never waits long for it:
+                    # heads and sync recover anything a peer missed.
+                    drain_timeout=2,
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
