@@ -22,14 +22,14 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check hubnode tests bench examples 2>/dev/null || $(BIN)/ruff check hubnode tests bench
+	$(BIN)/ruff check hubnode tests bench
 	$(BIN)/ruff format --check hubnode tests bench
 	$(BIN)/mypy --strict hubnode
 
+BENCHES := append ingest audit crash gossip partition catchup
+
 bench: $(STAMP)
-	$(BIN)/python bench/append.py
-	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/audit.py
+	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 
 # Regenerate requirements.lock (exact versions + hashes of every dependency, test and dev
 # extras included) with pip-tools in a throwaway venv. Run after changing pyproject.toml.
