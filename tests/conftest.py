@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from hubnode import EventLog, SigningKey
 from hubnode.events.network import HubProfileUpdated, HubRegistered
 from hubnode.testing import ChainWriter
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
 
 NET = "test-net"
 SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
@@ -49,3 +54,17 @@ async def log(tmp_path: Path) -> EventLog:
     opened = await EventLog.open(tmp_path / "log.sqlite3", net=NET, key=SigningKey.generate())
     yield opened  # type: ignore[misc]
     await opened.close()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    """Real nats-server and ``hubnode run`` processes; every node must exit 0 on SIGTERM."""
+    from .cluster import Cluster  # the harness imports this module's helpers
+
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        codes = await c.close()
+    bad = {name: cs for name, cs in codes.items() if any(cs)}
+    assert not bad, f"nodes did not exit 0 on SIGTERM: {bad}\n{c.logs()}"

@@ -13,7 +13,6 @@ import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from itertools import pairwise
-from pathlib import Path
 
 import msgspec
 import nats
@@ -31,17 +30,6 @@ from .cluster import Cluster, hubnode, hubnode_json, rss_kib, trust_each_other, 
 from .conftest import NET, registered, update
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        codes = await c.close()
-    bad = {name: cs for name, cs in codes.items() if any(cs)}
-    assert not bad, f"nodes did not exit 0 on SIGTERM: {bad}\n{c.logs()}"
 
 
 @asynccontextmanager

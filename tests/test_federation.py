@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -21,17 +19,6 @@ from hubnode.config import EmbeddedNats
 from .cluster import Cluster, alive, free_port, hubnode, hubnode_json, wait_until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        codes = await c.close()
-    bad = {name: cs for name, cs in codes.items() if any(cs)}
-    assert not bad, f"nodes did not exit 0 on SIGTERM: {bad}\n{c.logs()}"
 
 
 async def test_three_nodes_converge_on_events_appended_before_and_while_they_run(
