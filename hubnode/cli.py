@@ -480,9 +480,7 @@ def peers_list(data: DataOpt, as_json: JsonOpt = False) -> None:
                     after = page[-1].pos
         status = read_status(folder) or {}
         seen = status.get("peers", {})
-        hubs = (
-            set(heads) | set(trust.members) | {a for h in trust.members for a in trust.admitters(h)}
-        )
+        hubs = set(heads) | trust.known()
         rows = []
         for h in sorted(hubs):
             shown = hub_display(h)

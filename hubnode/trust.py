@@ -58,14 +58,26 @@ class TrustSet:
         """Every hub that signed an admission of ``hub`` (trusted or not yet)."""
         return frozenset(self._admitted_by.get(hub, ()))
 
+    def known(self) -> frozenset[bytes]:
+        """Every hub the set has heard of: trusted, vouched for, or vouching."""
+        vouching = {a for by in self._admitted_by.values() for a in by}
+        return frozenset(self._trusted | set(self._admitted_by) | vouching)
+
     def why(self, hub: bytes) -> str:
-        """How ``hub`` came to be trusted, for people: ``this hub``, ``local`` or ``admitted``."""
+        """How ``hub`` is (not yet) trusted, for people.
+
+        ``this hub``, ``local``, ``admitted``, ``vouched 1 of 2`` (trusted admitters so far
+        against the threshold) or ``not trusted``.
+        """
         if hub == self.own:
             return "this hub"
         if hub in self.local:
             return "local"
         if hub in self._trusted:
             return "admitted"
+        vouches = len(self._admitted_by.get(hub, set()) & self._trusted)
+        if vouches:
+            return f"vouched {vouches} of {self.threshold}"
         return "not trusted"
 
     def _recompute(self) -> None:

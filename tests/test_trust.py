@@ -224,3 +224,15 @@ async def test_fold_admissions_reads_past_one_page(log: EventLog):
     assert trust.members >= set(admitted)
     assert len(trust) == 1 + 1 + 1_001
     assert pos == (await log.events(limit=2_000))[-1].pos
+
+
+def test_a_hub_short_of_the_threshold_is_shown_with_its_vouches() -> None:
+    own, a, b, newcomer, stranger = (bytes([i]) * 32 for i in range(1, 6))
+    trust = TrustSet(own, [a, b], threshold=2)
+    trust.admit(a, newcomer)
+    trust.admit(stranger, newcomer)  # an untrusted voucher does not count
+    assert newcomer not in trust
+    assert trust.why(newcomer) == "vouched 1 of 2"
+    assert {newcomer, stranger} <= trust.known()
+    trust.admit(b, newcomer)
+    assert trust.why(newcomer) == "admitted"
