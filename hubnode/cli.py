@@ -4,28 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from importlib import import_module
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any
 
 import msgspec
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from hubnode.audit import AuditReport, audit_file, audit_folder
+from hubnode.commands.common import (
+    DataOpt,
+    HubOpt,
+    JsonOpt,
+    caught_up,
+    err,
+    fail,
+    folder_of,
+    hub_arg,
+    out,
+    print_json,
+    progress,
+    run_async,
+    runner_of,
+    when,
+)
 from hubnode.config import EMBEDDED, HubFolder
 from hubnode.errors import HubnodeError
-from hubnode.events.ids import hub_display, parse_hub, short_hub
+from hubnode.events.ids import hub_display, short_hub
 from hubnode.events.kinds import KINDS
 from hubnode.events.verify import Event
 from hubnode.hublog import HublogWriter
-
-T = TypeVar("T")
 
 app = typer.Typer(
     help="hubnode: signed event logs for a peer-to-peer network of community hubs.",
@@ -39,72 +50,11 @@ peers_app = typer.Typer(help="The hubs this node trusts and sees.", no_args_is_h
 app.add_typer(log_app, name="log")
 app.add_typer(audit_app, name="audit")
 app.add_typer(peers_app, name="peers")
-
-# Piped output (cron, CI, scripts) gets wide tables so hub ids are never cut short.
-out = Console(highlight=False, soft_wrap=True)
-if not out.is_terminal:
-    out.width = 250
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-DataOpt = Annotated[
-    Path,
-    typer.Option(
-        "--data", "-d", envvar="HUBNODE_DATA", help="The hub's data folder.", show_default=False
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-HubOpt = Annotated[str | None, typer.Option("--hub", help="Only this hub (hub:… id).")]
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    # Messages carry paths, regexes and peers' values: never read them as rich markup.
-    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
-    raise typer.Exit(code)
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(coro)
-    except HubnodeError as e:
-        _fail(str(e))
-
-
-def _hub_arg(text: str | None) -> bytes | None:
-    if text is None:
-        return None
-    try:
-        return parse_hub(text)
-    except ValueError as e:
-        _fail(str(e), 2)
-
-
-def _folder(data: Path) -> HubFolder:
-    try:
-        return HubFolder.open(data)
-    except HubnodeError as e:
-        _fail(str(e))
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.buffer.write(msgspec.json.encode(value) + b"\n")
-    sys.stdout.buffer.flush()
-
-
-@contextmanager
-def _progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A progress bar on a terminal (stderr); silent when piped."""
-    if not err.is_terminal:
-        yield lambda n: None
-        return
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+projections_app = typer.Typer(
+    help="The views each hub builds from the logs: list, status, rebuild, hash.",
+    no_args_is_help=True,
+)
+app.add_typer(projections_app, name="projections")
 
 
 # -- identity ---------------------------------------------------------------------------
@@ -123,23 +73,23 @@ def init(
     try:
         folder = HubFolder.init(data, name=name, network=network, nats_url=nats_url)
     except ValueError as e:
-        _fail(str(e), 2)
+        fail(str(e), 2)
     except HubnodeError as e:
-        _fail(str(e))
+        fail(str(e))
 
     async def create_log() -> None:
         # The empty log records its network and owner; `audit verify DATA` works at once.
         async with await folder.open_log():
             pass
 
-    _run(create_log())
+    run_async(create_log())
     out.print(folder.config.hub_id)
 
 
 @app.command("id")
 def show_id(data: DataOpt) -> None:
     """Print this hub's id (hub:… followed by the base32 public key)."""
-    out.print(_folder(data).config.hub_id)
+    out.print(folder_of(data).config.hub_id)
 
 
 # -- the log ----------------------------------------------------------------------------
@@ -158,10 +108,6 @@ def _event_json(ev: Event) -> dict[str, Any]:
     }
 
 
-def _when(ts: int) -> str:
-    return datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 @log_app.command("show")
 def log_show(
     data: DataOpt,
@@ -171,8 +117,8 @@ def log_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Print events in local order, decoded for people (--json: one JSON object per line)."""
-    hub_id = _hub_arg(hub)
-    folder = _folder(data)
+    hub_id = hub_arg(hub)
+    folder = folder_of(data)
 
     async def show() -> None:
         async with await folder.open_log(with_key=False) as log:
@@ -183,18 +129,18 @@ def log_show(
                     break
                 for ev in page[: None if limit is None else limit - shown]:
                     if as_json:
-                        _print_json(_event_json(ev))
+                        print_json(_event_json(ev))
                     else:
                         body = msgspec.json.encode(ev.body).decode()
                         out.print(
-                            f"{ev.pos:>6}  {short_hub(ev.hub)}  #{ev.seq:<5} {_when(ev.ts)}  "
+                            f"{ev.pos:>6}  {short_hub(ev.hub)}  #{ev.seq:<5} {when(ev.ts)}  "
                             f"{ev.kind:<20} {body}",
                             markup=False,
                         )
                     shown += 1
                 after = page[-1].pos
 
-    _run(show())
+    run_async(show())
 
 
 @log_app.command("append")
@@ -204,18 +150,18 @@ def log_append(
     body: Annotated[str, typer.Option("--json", help="The event body as a JSON object.")],
 ) -> None:
     """Sign and append one event of this hub, after validating its body. Prints seq and id."""
-    folder = _folder(data)
+    folder = folder_of(data)
     try:
         parsed = KINDS.body_from_json(kind, body)
     except HubnodeError as e:
-        _fail(str(e), 2)
+        fail(str(e), 2)
 
     async def append() -> None:
         async with await folder.open_log() as log:
             done = await log.append(kind, parsed)
         out.print(f"appended {kind} seq {done.seq} id {done.id.hex()}")
 
-    _run(append())
+    run_async(append())
 
 
 @log_app.command("kinds")
@@ -235,7 +181,7 @@ def log_kinds(as_json: JsonOpt = False) -> None:
             }
         )
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table("kind", "v", "fields (? = optional)", "about")
     for row in rows:
@@ -246,26 +192,26 @@ def log_kinds(as_json: JsonOpt = False) -> None:
 @log_app.command("heads")
 def log_heads(data: DataOpt, as_json: JsonOpt = False) -> None:
     """Print the last seq and event id this log holds for every hub."""
-    folder = _folder(data)
+    folder = folder_of(data)
 
     async def heads() -> None:
         async with await folder.open_log(with_key=False) as log:
             held = await log.heads()
         if as_json:
-            _print_json({hub_display(h): {"seq": v.seq, "id": v.id.hex()} for h, v in held.items()})
+            print_json({hub_display(h): {"seq": v.seq, "id": v.id.hex()} for h, v in held.items()})
             return
         table = Table("hub", "seq", "head id")
         for h, v in held.items():
             table.add_row(hub_display(h), str(v.seq), v.id.hex())
         out.print(table)
 
-    _run(heads())
+    run_async(heads())
 
 
 @log_app.command("forks")
 def log_forks(data: DataOpt, as_json: JsonOpt = False) -> None:
     """Print the fork proofs this log holds: two signed events with one (hub, seq)."""
-    folder = _folder(data)
+    folder = folder_of(data)
 
     async def forks() -> None:
         async with await folder.open_log(with_key=False) as log:
@@ -275,19 +221,19 @@ def log_forks(data: DataOpt, as_json: JsonOpt = False) -> None:
                 "hub": hub_display(p.hub),
                 "seq": p.seq,
                 "ids": [i.hex() for i in p.ids],
-                "detected": _when(p.detected_ms),
+                "detected": when(p.detected_ms),
             }
             for p in proofs
         ]
         if as_json:
-            _print_json(rows)
+            print_json(rows)
         elif not rows:
             out.print("no forks")
         else:
             for row in rows:
                 out.print(f"{row['hub']} seq {row['seq']}: {row['ids'][0]} ≠ {row['ids'][1]}")
 
-    _run(forks())
+    run_async(forks())
 
 
 @log_app.command("export")
@@ -297,16 +243,16 @@ def log_export(
     hub: HubOpt = None,
 ) -> None:
     """Write the log (or one hub's events) to a .hublog file for auditors."""
-    hub_id = _hub_arg(hub)
-    folder = _folder(data)
+    hub_id = hub_arg(hub)
+    folder = folder_of(data)
     if not out_file.parent.is_dir():
-        _fail(f"cannot write {out_file}: there is no folder {out_file.parent}", 2)
+        fail(f"cannot write {out_file}: there is no folder {out_file.parent}", 2)
 
     async def export() -> tuple[int, int]:
         async with await folder.open_log(with_key=False) as log:
             total = await log.count(hub_id)
             tmp = out_file.with_name(out_file.name + ".part")
-            with _progress("exporting", total) as advance, open(tmp, "wb") as f:
+            with progress("exporting", total) as advance, open(tmp, "wb") as f:
                 writer = HublogWriter(f)
                 async for raw in log.export_records(hub_id):
                     writer.write(raw)
@@ -314,7 +260,7 @@ def log_export(
             tmp.replace(out_file)
             return writer.count, writer.size
 
-    count, size = _run(export())
+    count, size = run_async(export())
     err.print(f"wrote {count} records ({size} bytes) to {out_file}", markup=False)
 
 
@@ -384,15 +330,15 @@ def audit_verify(
     reports: list[AuditReport] = []
     for source in sources:
         if source.is_dir():
-            with _progress(f"auditing {source}", None) as advance:
-                reports.append(_run(audit_folder(source, advance)))
+            with progress(f"auditing {source}", None) as advance:
+                reports.append(run_async(audit_folder(source, advance)))
         elif source.is_file():
-            with _progress(f"auditing {source}", source.stat().st_size) as advance:
+            with progress(f"auditing {source}", source.stat().st_size) as advance:
                 reports.append(audit_file(source, advance))
         else:
-            _fail(f"{source} is neither a .hublog file nor a hub data folder", 2)
+            fail(f"{source} is neither a .hublog file nor a hub data folder", 2)
     if as_json:
-        _print_json([_report_json(r, allow_forks) for r in reports])
+        print_json([_report_json(r, allow_forks) for r in reports])
     else:
         for report in reports:
             _print_report(report, allow_forks)
@@ -418,7 +364,7 @@ def run(
 
     from hubnode.node import Node
 
-    folder = _folder(data)
+    folder = folder_of(data)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -433,7 +379,7 @@ def run(
             loop.add_signal_handler(sig, stop.set)
         await Node(folder, nats_url=nats_url).run(stop)
 
-    _run(main())
+    run_async(main())
 
 
 @peers_app.command("add")
@@ -443,11 +389,11 @@ def peers_add(
     name: Annotated[str, typer.Option(help="A name to remember it by.")] = "",
 ) -> None:
     """Trust a hub: accept its events (and its admissions of other hubs). Restart `run`."""
-    hub_id = _hub_arg(hub)
+    hub_id = hub_arg(hub)
     assert hub_id is not None
-    folder = _folder(data)
+    folder = folder_of(data)
     if hub_id == folder.hub:
-        _fail("that is this hub's own id; it is always trusted", 2)
+        fail("that is this hub's own id; it is always trusted", 2)
     if folder.add_trusted(hub_id, name):
         out.print(f"trusting {hub_display(hub_id)}" + (f" ({name})" if name else ""))
     else:
@@ -460,7 +406,7 @@ def peers_list(data: DataOpt, as_json: JsonOpt = False) -> None:
     from hubnode.node import read_status, trust_set
     from hubnode.trust import fold_admissions
 
-    folder = _folder(data)
+    folder = folder_of(data)
 
     async def gather() -> list[dict[str, Any]]:
         trust = trust_set(folder)
@@ -500,9 +446,9 @@ def peers_list(data: DataOpt, as_json: JsonOpt = False) -> None:
             )
         return rows
 
-    rows = _run(gather())
+    rows = run_async(gather())
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table("hub", "name", "trusted", "admitted by", "head", "last seen", "forked")
     for r in rows:
@@ -513,7 +459,7 @@ def peers_list(data: DataOpt, as_json: JsonOpt = False) -> None:
             r["trusted"],
             ", ".join(a[:14] for a in r["admitted_by"]) or "-",
             str(r["head_seq"]),
-            _when(int(seen_at * 1000)) if seen_at else "-",
+            when(int(seen_at * 1000)) if seen_at else "-",
             f"at seq {r['forked_at']}" if r["forked_at"] else "no",
         )
     out.print(table)
@@ -526,13 +472,13 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
 
     from hubnode.node import read_status
 
-    folder = _folder(data)
+    folder = folder_of(data)
 
     async def heads() -> dict[bytes, Any]:
         async with await folder.open_log(with_key=False) as log:
             return dict(await log.heads())
 
-    held = _run(heads())
+    held = run_async(heads())
     own = held.get(folder.hub)
     snapshot = read_status(folder) or {}
     fresh = bool(snapshot) and snapshot.get("running") and time.time() - snapshot["updated_at"] < 10
@@ -550,7 +496,7 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
         "updated_at": snapshot.get("updated_at"),
     }
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     state = "running" if fresh else "not running"
     out.print(f"{report['name']} ({report['hub']}) on {report['network']}: node {state}")
@@ -561,7 +507,7 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
     if report["peers"]:
         table = Table("peer", "last seen", "lag (records)")
         for peer, info in sorted(report["peers"].items()):
-            table.add_row(peer, _when(int(info["last_seen"] * 1000)), str(info["lag"]))
+            table.add_row(peer, when(int(info["last_seen"] * 1000)), str(info["lag"]))
         out.print(table)
     counters = report["counters"]
     if counters:
@@ -575,6 +521,143 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
                 "rejected by reason: "
                 + ", ".join(f"{k} {v}" for k, v in counters["rejected"].items())
             )
+
+
+# -- projections ------------------------------------------------------------------------
+
+
+@projections_app.command("list")
+def projections_list(as_json: JsonOpt = False) -> None:
+    """The installed projections: built-in and plugins (entry points `hubnode.projections`)."""
+    from hubnode.projections import BUILTIN, installed_projections
+
+    rows: list[dict[str, Any]] = [
+        {
+            "name": p.name,
+            "version": p.version,
+            "kinds": sorted(p.kinds),
+            "tables": sorted(p.tables),
+            "source": "built-in" if p in BUILTIN else f"plugin {p.__module__}",
+        }
+        for p in installed_projections()
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("name", "version", "kinds", "source")
+    for r in rows:
+        table.add_row(r["name"], str(r["version"]), ", ".join(r["kinds"]), r["source"])
+    out.print(table)
+
+
+@projections_app.command("status")
+def projections_status(data: DataOpt, as_json: JsonOpt = False) -> None:
+    """Each projection's builds: version, checkpoint, events behind, state and any error."""
+    runner = runner_of(folder_of(data))
+    rows = [vars(s) for s in runner.status()]
+    runner.close()
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("projection", "build", "version", "checkpoint", "behind", "status", "error")
+    for r in rows:
+        error = f"{r['error_at']}: {r['error']}" if r["error"] else ""
+        table.add_row(
+            r["name"],
+            str(r["build"]),
+            str(r["version"]),
+            str(r["checkpoint"]),
+            str(r["behind"]),
+            r["status"],
+            error,
+        )
+    out.print(table)
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    data: DataOpt,
+    name: Annotated[str, typer.Argument(help="The projection to rebuild.", show_default=False)],
+) -> None:
+    """Rebuild a projection into fresh tables; the current ones serve until it has caught up."""
+    folder = folder_of(data)
+    runner = runner_of(folder)
+    try:
+        build = runner.rebuild(name)
+    except HubnodeError as e:
+        fail(str(e), 2)
+    runner.close()
+    runner = caught_up(folder)
+    status = next(s for s in runner.status() if s.name == name and s.build == build)
+    runner.close()
+    if status.status == "stopped":
+        fail(f"{name} build {build} stopped at {status.error_at}: {status.error}")
+    out.print(f"{name}: build {build} {status.status}, {status.checkpoint} events read")
+
+
+@projections_app.command("hash")
+def projections_hash(data: DataOpt, as_json: JsonOpt = False) -> None:
+    """A digest of each projection's state: equal on every hub holding the same events."""
+    runner = caught_up(folder_of(data))
+    hashes = {p: runner.hash(p) for p in runner.projections}
+    runner.close()
+    if as_json:
+        print_json(hashes)
+        return
+    for name, digest in hashes.items():
+        out.print(f"{name:<20} {digest}")
+
+
+@app.command()
+def network(data: DataOpt, as_json: JsonOpt = False) -> None:
+    """The network as this hub sees it: hubs, roles, areas, who admitted whom, heads, forks."""
+    import json as _json
+
+    folder = folder_of(data)
+    runner = caught_up(folder)
+    hubs = runner.query("network", "SELECT hub, name, roles, area, contact FROM {hubs}")
+    admissions = runner.query("network", "SELECT admitter, admitted FROM {admissions}")
+    runner.close()
+
+    async def log_state() -> tuple[dict[bytes, Any], dict[bytes, int]]:
+        async with await folder.open_log(with_key=False) as log:
+            return dict(await log.heads()), await log.forked_hubs()
+
+    heads, forked = run_async(log_state())
+    admitted_by: dict[str, list[str]] = {}
+    for admitter, admitted in admissions:
+        admitted_by.setdefault(admitted, []).append(hub_display(admitter))
+    rows = []
+    for hub, name, roles, area, contact in sorted(hubs, key=lambda r: (r[1], r[0])):
+        shown = hub_display(hub)
+        head = heads.get(hub)
+        rows.append(
+            {
+                "id": shown,
+                "name": name,
+                "roles": _json.loads(roles),
+                "area": area,
+                "contact": contact,
+                "admitted_by": sorted(admitted_by.get(shown, [])),
+                "head_seq": head.seq if head else 0,
+                "forked_at": forked.get(hub),
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("hub", "name", "roles", "area", "admitted by", "head", "forked")
+    for r in rows:
+        table.add_row(
+            r["id"][:18] + "…",
+            r["name"],
+            ", ".join(r["roles"]),
+            r["area"],
+            ", ".join(a[:14] for a in r["admitted_by"]) or "-",
+            str(r["head_seq"]),
+            f"at seq {r['forked_at']}" if r["forked_at"] else "no",
+        )
+    out.print(table)
 
 
 # -- demo -------------------------------------------------------------------------------
@@ -596,7 +679,13 @@ def demo(
     """Run the demo: hubs as separate processes federate over a NATS cluster, then an audit."""
     from hubnode.demo import run_demo
 
-    _run(run_demo(out, hubs=hubs, events=events, keep=keep))
+    run_async(run_demo(out, hubs=hubs, events=events, keep=keep))
+
+
+# Commands of the shared-work areas: ``hubnode/commands/<area>.py`` each has register(app).
+for _area in ("directory", "skills", "tenders", "feedback"):
+    if find_spec(f"hubnode.commands.{_area}") is not None:
+        import_module(f"hubnode.commands.{_area}").register(app)
 
 
 def main() -> None:

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from hubnode.config import EMBEDDED, HubFolder
+from hubnode.errors import HubnodeError
 from hubnode.events.ids import hub_display, parse_hub
+from hubnode.projections import ProjectionRunner, installed_projections
 from hubnode.protocol.natsd import EmbeddedServer
 from hubnode.protocol.transport import Gossip
 from hubnode.store.log import EventLog
@@ -28,6 +30,9 @@ log = logging.getLogger("hubnode.node")
 RUN_DIR: Final = "run"
 STATUS_FILE: Final = "status.json"
 STATUS_EVERY: Final = 1.0
+VIEWS_FILE: Final = "views.sqlite3"
+PROJECTION_POLL: Final = 0.5
+"""Seconds between checks for events stored by another process (in-process ones wake it)."""
 
 
 def status_path(folder: HubFolder) -> Path:
@@ -41,6 +46,11 @@ def read_status(folder: HubFolder) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data
+
+
+def projection_runner(folder: HubFolder) -> ProjectionRunner:
+    """The runner of every installed projection over this hub's log and views database."""
+    return ProjectionRunner(folder.log_path, folder.path / VIEWS_FILE, installed_projections())
 
 
 def trust_set(folder: HubFolder) -> TrustSet:
@@ -58,11 +68,16 @@ class Node:
         self.gossip: Gossip | None = None
         self.server: EmbeddedServer | None = None
         self._status_task: asyncio.Task[None] | None = None
+        self._projection_task: asyncio.Task[None] | None = None
+        self.projections: ProjectionRunner | None = None
+        self._catching_up: asyncio.Future[int] | None = None
         self.started_at = time.time()
 
     async def start(self) -> None:
         cfg = self.folder.config
         self.log = await self.folder.open_log()
+        self.projections = projection_runner(self.folder)
+        self._projection_task = asyncio.create_task(self._projection_loop())
         url = self.nats_url
         if url == EMBEDDED:
             self.server = EmbeddedServer(
@@ -89,13 +104,18 @@ class Node:
 
     async def stop(self) -> None:
         """Stop accepting, flush, close: gossip first, then status, log, server."""
-        if self._status_task is not None:
-            self._status_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._status_task
+        for task in (self._status_task, self._projection_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.gossip is not None:
             await self.gossip.stop()
             self.write_status(running=False)
+        if self._catching_up is not None:
+            await asyncio.gather(self._catching_up, return_exceptions=True)
+        if self.projections is not None:
+            self.projections.close()
         if self.log is not None:
             await self.log.close()
         if self.server is not None:
@@ -108,6 +128,21 @@ class Node:
             await stop.wait()
         finally:
             await self.stop()
+
+    async def _projection_loop(self) -> None:
+        """Keep projections up to date: after each local store, and every half second."""
+        assert self.log is not None and self.projections is not None
+        runner, log_ = self.projections, self.log
+        while True:
+            # Shielded: a stop must let the worker thread finish before closing its database.
+            self._catching_up = asyncio.ensure_future(asyncio.to_thread(runner.catch_up))
+            try:
+                await asyncio.shield(self._catching_up)
+            except HubnodeError as e:
+                log.warning("projections: %s", e)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PROJECTION_POLL):
+                    await log_.wait_changed()
 
     async def _status_loop(self) -> None:
         while True:

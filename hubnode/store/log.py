@@ -495,10 +495,19 @@ class EventLog:
         verification is stored; a record ahead of a gap waits in the pending buffer.
         """
         raws = list(records)
-        checked = await self.verify_many(raws, trusted)
         outcomes: list[IngestOutcome | None] = [None] * len(raws)
+        # Records already stored byte for byte (live gossip and a fetch often bring the
+        # same ones) are duplicates: skip their signature check and per-record lookup.
+        ids = [event_id(raw) for raw in raws]
+        stored = await self._stored_ids(ids)
+        fresh = [i for i, id_ in enumerate(ids) if id_ not in stored]
+        for i, id_ in enumerate(ids):
+            if id_ in stored:
+                hub, seq = stored[id_]
+                outcomes[i] = IngestOutcome(Status.DUPLICATE, hub=hub, seq=seq, id=id_)
+        checked = await self.verify_many([raws[i] for i in fresh], trusted)
         todo: list[tuple[int, Verified]] = []
-        for i, result in enumerate(checked):
+        for i, result in zip(fresh, checked, strict=True):
             if isinstance(result, InvalidEvent):
                 outcomes[i] = IngestOutcome(
                     Status.REJECTED,
@@ -527,6 +536,18 @@ class EventLog:
             if any(o is not None and o.status is Status.ACCEPTED for o in outcomes):
                 await self._notify()
         return [o for o in outcomes if o is not None]
+
+    async def _stored_ids(self, ids: Sequence[bytes]) -> dict[bytes, tuple[bytes, int]]:
+        """Of ``ids``, those already stored: id -> (hub, seq). One query per 500 ids."""
+        found: dict[bytes, tuple[bytes, int]] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            rows = await self._db.execute_fetchall(
+                f"SELECT id, hub, seq FROM events WHERE id IN ({','.join('?' * len(part))})",
+                part,
+            )
+            found.update({bytes(id_): (bytes(hub), seq) for id_, hub, seq in rows})
+        return found
 
     async def _ingest_one(self, tx: _Tx, rec: Verified, popped: list[Verified]) -> IngestOutcome:
         env = rec.envelope
@@ -757,6 +778,14 @@ class EventLog:
                             yield other
             for twin in extra.get(seq + 1, ()):
                 yield twin
+
+    async def wait_changed(self) -> None:
+        """Wait until this process next stores events (appended or ingested).
+
+        Appends by other processes are not signalled: poll as well, under a timeout.
+        """
+        async with self._changed:
+            await self._changed.wait()
 
     async def wait_for(self, hub: bytes, seq: int) -> None:
         """Wait until this process has stored ``hub``'s event ``seq``.

@@ -1,0 +1,1 @@
+"""Command-line modules beyond the core ones in ``hubnode/cli.py``: one per view."""

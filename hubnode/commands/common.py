@@ -1,0 +1,121 @@
+"""Shared pieces of the command line: options, output, errors, progress, data folders.
+
+Every command module (``hubnode/cli.py`` and ``hubnode/commands/*.py``) builds on these,
+so all commands behave alike: ``--data``/``HUBNODE_DATA``, ``--json``, one-line errors
+(exit 1, or 2 for usage errors), progress bars only on a terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from hubnode.config import HubFolder
+from hubnode.errors import HubnodeError
+from hubnode.events.ids import parse_hub
+from hubnode.projections import ProjectionRunner
+
+T = TypeVar("T")
+
+# Piped output (cron, CI, scripts) gets wide tables so hub ids are never cut short.
+out = Console(highlight=False, soft_wrap=True)
+if not out.is_terminal:
+    out.width = 250
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DataOpt = Annotated[
+    Path,
+    typer.Option(
+        "--data", "-d", envvar="HUBNODE_DATA", help="The hub's data folder.", show_default=False
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+HubOpt = Annotated[str | None, typer.Option("--hub", help="Only this hub (hub:… id).")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    # Messages carry paths, regexes and peers' values: never read them as rich markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except HubnodeError as e:
+        fail(str(e))
+
+
+def hub_arg(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    try:
+        return parse_hub(text)
+    except ValueError as e:
+        fail(str(e), 2)
+
+
+def folder_of(data: Path) -> HubFolder:
+    try:
+        return HubFolder.open(data)
+    except HubnodeError as e:
+        fail(str(e))
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.buffer.write(msgspec.json.encode(value) + b"\n")
+    sys.stdout.buffer.flush()
+
+
+@contextmanager
+def progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal (stderr); silent when piped."""
+    if not err.is_terminal:
+        yield lambda n: None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def when(ts: int) -> str:
+    return datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def runner_of(folder: HubFolder) -> ProjectionRunner:
+    """The projection runner of ``folder`` (exits with a message if it has no log)."""
+    from hubnode.node import projection_runner  # the node pulls in NATS: only when needed
+
+    if not folder.log_path.exists():
+        fail(f"no event log at {folder.log_path}; create the hub with `hubnode init`")
+    try:
+        return projection_runner(folder)
+    except HubnodeError as e:
+        fail(str(e))
+
+
+def caught_up(folder: HubFolder) -> ProjectionRunner:
+    """A runner whose projections have applied every event in the log."""
+    runner = runner_of(folder)
+    behind = sum(s.behind for s in runner.status() if s.status != "stopped")
+    with progress("updating views", behind or None) as advance:
+        while n := runner.step():
+            advance(n)
+    return runner

@@ -1,0 +1,113 @@
+"""What a projection is: one small class (DESIGN §7, STYLE §6).
+
+A projection declares its ``name``, ``version``, the event ``kinds`` it reads and its
+``tables`` (logical name → column definitions), and implements ``apply(event, tx)``.
+The runner owns everything else: the order events come in (local ``pos`` order), the
+transaction, the checkpoint stored in that same transaction, rebuilds and errors.
+Projections never commit.
+
+**Determinism.** Hubs receive other hubs' events in different orders, yet every hub
+holding the same events must compute the same state (the audit property). So:
+
+- never store ``event.pos`` or the time of arrival; identify facts by ``(hub, seq)`` or
+  by the ids the events carry;
+- give each fact one owning hub (only a service's publisher may update it) or an
+  order-independent rule (the lowest ``(hub, seq)`` wins a race);
+- events of one hub always arrive in seq order, so "the latest by that hub" is safe.
+
+A peer's event that breaks a rule (a validly signed fact the projection must not act on)
+is passed to :meth:`ProjectionTx.ignore` with a reason, the same on every hub.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Final
+
+from hubnode.events.verify import Event
+
+_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+
+IGNORED_TABLE: Final = "_ignored"
+IGNORED_COLUMNS: Final = (
+    "hub BLOB NOT NULL, seq INTEGER NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (hub, seq)"
+)
+
+
+class Projection:
+    """Base class of every projection. Subclasses set the class attributes and ``apply``."""
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    kinds: ClassVar[frozenset[str]]
+    tables: ClassVar[Mapping[str, str]]
+    """Logical table name → column definitions (``"hub BLOB PRIMARY KEY, name TEXT"``)."""
+
+    def apply(self, event: Event, tx: ProjectionTx) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def check(cls) -> None:
+        """Raise ValueError if the class is not a well-formed projection."""
+        for attr in ("name", "kinds", "tables"):
+            if not hasattr(cls, attr):
+                raise ValueError(f"projection {cls.__name__} does not set {attr!r}")
+        if not _NAME.match(cls.name):
+            raise ValueError(f"projection name {cls.name!r}: use lower-case letters, digits, _")
+        if cls.version < 1:
+            raise ValueError(f"projection {cls.name}: version must be at least 1")
+        for table in cls.tables:
+            if not _NAME.match(table):
+                raise ValueError(f"projection {cls.name}: bad table name {table!r}")
+
+
+def physical(name: str, build: int, table: str) -> str:
+    """The SQLite table holding ``table`` of projection ``name`` in build ``build``.
+
+    Each rebuild (a version bump or ``hubnode projections rebuild``) writes fresh tables
+    under a new build number, so the serving build stays readable until the swap.
+    """
+    return f"p_{name}_b{build}_{table}"
+
+
+class ProjectionTx:
+    """What ``apply`` may do: SQL on its own tables, inside the runner's transaction.
+
+    Write ``{table}`` in SQL for a logical table; it is replaced by the physical name,
+    e.g. ``tx.execute("INSERT INTO {hubs} (hub, name) VALUES (?, ?)", (h, n))``.
+    """
+
+    def __init__(self, db: sqlite3.Connection, names: Mapping[str, str]) -> None:
+        self._db = db
+        self._names = names
+
+    def sql(self, statement: str) -> str:
+        return statement.format_map(self._names)
+
+    def execute(
+        self, statement: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> sqlite3.Cursor:
+        return self._db.execute(self.sql(statement), params)
+
+    def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> sqlite3.Cursor:
+        return self._db.executemany(self.sql(statement), rows)
+
+    def one(
+        self, statement: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self.execute(statement, params).fetchone()
+        return row
+
+    def all(
+        self, statement: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
+        return list(self.execute(statement, params).fetchall())
+
+    def ignore(self, event: Event, reason: str) -> None:
+        """Record that ``event`` breaks a rule of this projection and changes nothing."""
+        self.execute(
+            "INSERT OR REPLACE INTO {_ignored} (hub, seq, reason) VALUES (?, ?, ?)",
+            (event.hub, event.seq, reason),
+        )

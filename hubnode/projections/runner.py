@@ -1,0 +1,364 @@
+"""The projection runner: feeds events to projections, owns checkpoints and rebuilds.
+
+Views live in their own database, ``views.sqlite3`` beside the log, so projection work
+never holds the log's write lock. For each projection the runner keeps *builds*: a build
+is one set of tables filled from the start of the log by one version of the projection.
+Events are applied in local ``pos`` order, a batch per transaction, and the build's
+checkpoint is written in that same transaction: a crash never double-applies. A version
+bump (or ``hubnode projections rebuild``) starts a new build in fresh tables while the
+serving build stays readable; when the new one has caught up with the log it is swapped in
+and the old tables are dropped (blue/green). A projection that raises is stopped at that
+event, with the event and the error recorded; the others go on.
+
+The runner is synchronous (plain ``sqlite3``, fast enough for 50,000+ events/s); the node
+drives it from a worker thread. Several processes may run it at once: each batch reads the
+checkpoint inside its write transaction, so no event is applied twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from hubnode.errors import HubnodeError, StorageError
+from hubnode.events.ids import hub_display
+from hubnode.events.kinds import KINDS, KindRegistry
+from hubnode.events.verify import Event, decode_event, reread
+from hubnode.projections.base import (
+    IGNORED_COLUMNS,
+    IGNORED_TABLE,
+    Projection,
+    ProjectionTx,
+    physical,
+)
+
+BATCH: Final = 2000
+
+_STATE: Final = """
+CREATE TABLE IF NOT EXISTS projection_builds (
+    name       TEXT    NOT NULL,
+    build      INTEGER NOT NULL,
+    version    INTEGER NOT NULL,
+    checkpoint INTEGER NOT NULL DEFAULT 0,   -- last log pos applied (or skipped)
+    status     TEXT    NOT NULL CHECK (status IN ('building', 'serving', 'stopped', 'retired')),
+    error_at   TEXT,
+    error      TEXT,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (name, build)
+);
+"""
+
+_encoder: Final = msgspec.msgpack.Encoder()
+
+
+class ProjectionError(HubnodeError):
+    """A projection is unknown, stopped, or could not be built."""
+
+
+@dataclass(frozen=True)
+class BuildStatus:
+    name: str
+    build: int
+    version: int
+    checkpoint: int
+    status: str
+    error_at: str | None
+    error: str | None
+    behind: int
+    """Events in the log after the checkpoint."""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ProjectionRunner:
+    """Keeps the projections of one hub up to date with its log."""
+
+    def __init__(
+        self,
+        log_path: Path,
+        views_path: Path,
+        projections: Sequence[type[Projection]],
+        *,
+        registry: KindRegistry = KINDS,
+        batch: int = BATCH,
+    ) -> None:
+        names = [p.name for p in projections]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ProjectionError(f"two projections are named {', '.join(sorted(dupes))}")
+        for p in projections:
+            p.check()
+        self.projections = {p.name: p for p in projections}
+        self.registry = registry
+        self.batch = batch
+        self.log_path = log_path
+        self.views_path = views_path
+        try:
+            self._log = sqlite3.connect(
+                f"file:{log_path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            )
+            self._db = sqlite3.connect(
+                views_path, isolation_level=None, timeout=60.0, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # Views can always be rebuilt from the log; NORMAL keeps commits atomic (the
+            # checkpoint and the data together) without an fsync per batch.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_STATE)
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot open views {views_path} or log {log_path}: {e}") from e
+        self._instances = {name: cls() for name, cls in self.projections.items()}
+        with self._write():
+            for cls in projections:
+                self._ensure_build(cls)
+
+    def close(self) -> None:
+        self._db.close()
+        self._log.close()
+
+    # -- builds -------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _builds(self, name: str) -> list[tuple[int, int, int, str]]:
+        """(build, version, checkpoint, status) of ``name``, newest first."""
+        return list(
+            self._db.execute(
+                "SELECT build, version, checkpoint, status FROM projection_builds "
+                "WHERE name = ? ORDER BY build DESC",
+                (name,),
+            )
+        )
+
+    def _ensure_build(self, cls: type[Projection]) -> None:
+        """Start a build for the code's version unless one exists (inside a transaction)."""
+        builds = [b for b in self._builds(cls.name) if b[3] != "retired"]
+        if any(version == cls.version for _, version, _, _ in builds):
+            return
+        latest = max((b[0] for b in self._builds(cls.name)), default=0)
+        self._start_build(cls, latest + 1)
+
+    def _start_build(self, cls: type[Projection], build: int) -> None:
+        for table, columns in {**cls.tables, IGNORED_TABLE: IGNORED_COLUMNS}.items():
+            self._db.execute(f"DROP TABLE IF EXISTS {physical(cls.name, build, table)}")
+            self._db.execute(f"CREATE TABLE {physical(cls.name, build, table)} ({columns})")
+        self._db.execute(
+            "INSERT INTO projection_builds (name, build, version, checkpoint, status, updated_ms) "
+            "VALUES (?, ?, ?, 0, 'building', ?)",
+            (cls.name, build, cls.version, _now_ms()),
+        )
+
+    def _drop_build(self, name: str, build: int) -> None:
+        # Another version's tables may have other names: drop whatever has the prefix.
+        prefix = physical(name, build, "")
+        for (table,) in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ? ESCAPE '\\'",
+            (prefix.replace("_", "\\_") + "%",),
+        ).fetchall():
+            self._db.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def rebuild(self, name: str) -> int:
+        """Start a fresh build of ``name``; the serving build serves until it catches up."""
+        cls = self._class(name)
+        with self._write():
+            for build, _, _, status in self._builds(name):
+                if status in ("building", "stopped"):
+                    self._drop_build(name, build)
+                    self._db.execute(
+                        "UPDATE projection_builds SET status = 'retired', updated_ms = ? "
+                        "WHERE name = ? AND build = ?",
+                        (_now_ms(), name, build),
+                    )
+            latest = max((b[0] for b in self._builds(name)), default=0)
+            self._start_build(cls, latest + 1)
+            return latest + 1
+
+    def _class(self, name: str) -> type[Projection]:
+        try:
+            return self.projections[name]
+        except KeyError:
+            known = ", ".join(sorted(self.projections)) or "none"
+            raise ProjectionError(f"no projection named {name!r}; known: {known}") from None
+
+    # -- applying -----------------------------------------------------------------------
+
+    def _log_end(self) -> int:
+        row = self._log.execute("SELECT COALESCE(MAX(pos), 0) FROM events").fetchone()
+        return int(row[0])
+
+    def step(self) -> int:
+        """Apply one batch to every projection that is behind; returns events applied."""
+        applied = 0
+        end = self._log_end()
+        for name in self.projections:
+            applied += self._step_one(name, end)
+        return applied
+
+    def catch_up(self) -> int:
+        """Apply until every projection has caught up with the log (or stopped)."""
+        total = 0
+        while n := self.step():
+            total += n
+        return total
+
+    def _step_one(self, name: str, end: int) -> int:
+        cls = self.projections[name]
+        with self._write():
+            current = next(
+                (b for b in self._builds(name) if b[1] == cls.version and b[3] != "retired"), None
+            )
+            if current is None:
+                self._ensure_build(cls)
+                return 0
+            build, _, checkpoint, status = current
+            if status == "stopped":
+                return 0
+            if checkpoint >= end:
+                if status == "building":
+                    self._swap_in(name, build)
+                return 0
+            rows = self._log.execute(
+                "SELECT pos, kind, raw FROM events WHERE pos > ? ORDER BY pos LIMIT ?",
+                (checkpoint, self.batch),
+            ).fetchall()
+            if not rows:
+                return 0
+            wanted = [(pos, raw) for pos, kind, raw in rows if kind in cls.kinds]
+            names = {t: physical(name, build, t) for t in (*cls.tables, IGNORED_TABLE)}
+            tx = ProjectionTx(self._db, names)
+            failed = self._apply(name, build, wanted, tx)
+            last = rows[-1][0] if failed is None else failed
+            self._db.execute(
+                "UPDATE projection_builds SET checkpoint = ?, updated_ms = ? "
+                "WHERE name = ? AND build = ?",
+                (last, _now_ms(), name, build),
+            )
+            return len(wanted)
+
+    def _apply(
+        self, name: str, build: int, wanted: list[tuple[int, bytes]], tx: ProjectionTx
+    ) -> int | None:
+        """Apply ``wanted``; on an error keep what came before it, stop the build and
+        return the checkpoint to keep (the pos before the failing event)."""
+        projection = self._instances[name]
+        events: list[Event] = []
+        for pos, raw in wanted:
+            events.append(decode_event(reread(bytes(raw)), self.registry, pos))
+        self._db.execute("SAVEPOINT batch")
+        try:
+            for event in events:
+                projection.apply(event, tx)
+        except Exception:
+            self._db.execute("ROLLBACK TO batch")
+        else:
+            self._db.execute("RELEASE batch")
+            return None
+        # Find the failing event: apply one by one, keeping each success.
+        for event in events:
+            self._db.execute("SAVEPOINT one")
+            try:
+                projection.apply(event, tx)
+            except Exception as e:
+                self._db.execute("ROLLBACK TO one")
+                self._db.execute("RELEASE one")
+                self._db.execute("RELEASE batch")
+                where = f"{hub_display(event.hub)} seq {event.seq} ({event.kind}, pos {event.pos})"
+                detail = "".join(traceback.format_exception_only(e)).strip()
+                self._db.execute(
+                    "UPDATE projection_builds SET status = 'stopped', error_at = ?, error = ? "
+                    "WHERE name = ? AND build = ?",
+                    (where, detail, name, build),
+                )
+                return event.pos - 1
+            self._db.execute("RELEASE one")
+        self._db.execute("RELEASE batch")
+        return None  # the batch failed only as a whole (state-dependent): all applied now
+
+    def _swap_in(self, name: str, build: int) -> None:
+        for other, _, _, status in self._builds(name):
+            if other != build and status != "retired":
+                self._drop_build(name, other)
+                self._db.execute(
+                    "UPDATE projection_builds SET status = 'retired', updated_ms = ? "
+                    "WHERE name = ? AND build = ?",
+                    (_now_ms(), name, other),
+                )
+        self._db.execute(
+            "UPDATE projection_builds SET status = 'serving', updated_ms = ? "
+            "WHERE name = ? AND build = ?",
+            (_now_ms(), name, build),
+        )
+
+    # -- reading ------------------------------------------------------------------------
+
+    def serving_build(self, name: str) -> int | None:
+        """The build readers should use: the serving one, else the one being built."""
+        builds = [b for b in self._builds(name) if b[3] != "retired"]
+        for build, _, _, status in builds:
+            if status == "serving":
+                return build
+        return builds[0][0] if builds else None
+
+    def tables(self, name: str) -> dict[str, str]:
+        """Logical → physical table names of the build readers should use."""
+        cls = self._class(name)
+        build = self.serving_build(name)
+        if build is None:
+            raise ProjectionError(f"projection {name!r} has no build yet")
+        return {t: physical(name, build, t) for t in (*cls.tables, IGNORED_TABLE)}
+
+    def query(self, name: str, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read query on ``name``'s serving tables (``{table}`` placeholders)."""
+        return list(self._db.execute(statement.format_map(self.tables(name)), params))
+
+    def status(self) -> list[BuildStatus]:
+        end = self._log_end()
+        out = []
+        for name, build, version, checkpoint, status, error_at, error in self._db.execute(
+            "SELECT name, build, version, checkpoint, status, error_at, error "
+            "FROM projection_builds WHERE status != 'retired' ORDER BY name, build"
+        ):
+            out.append(
+                BuildStatus(
+                    name,
+                    build,
+                    version,
+                    checkpoint,
+                    status,
+                    error_at,
+                    error,
+                    max(0, end - checkpoint),
+                )
+            )
+        return out
+
+    def hash(self, name: str) -> str:
+        """SHA-256 of a canonical dump of ``name``'s serving tables (rows sorted)."""
+        digest = hashlib.sha256()
+        for table, phys in sorted(self.tables(name).items()):
+            rows = sorted(
+                _encoder.encode(list(r)) for r in self._db.execute(f"SELECT * FROM {phys}")
+            )
+            digest.update(_encoder.encode([table, len(rows)]))
+            for row in rows:
+                digest.update(row)
+        return digest.hexdigest()
