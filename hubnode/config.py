@@ -30,6 +30,7 @@ _HEADER: Final = """\
 # hubnode configuration for one hub. Plain TOML: safe to read and edit.
 # nats_url: "embedded" runs a local nats-server; or nats://host:port of an existing one.
 # trust: hubs this node accepts events from (`hubnode peers add` maintains it).
+# time_overdraft_seconds: how far below zero `hubnode time` may take this hub's balance.
 # [embedded]: the local nats-server's ports, cluster routes and leafnode remotes.
 
 """
@@ -72,6 +73,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Seconds between two announcements of this node's heads."""
     trust: tuple[TrustedHub, ...] = ()
     embedded: EmbeddedNats = EmbeddedNats()
+    time_overdraft_seconds: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """How far below zero this hub may take its own time-credit balance (`hubnode time`)."""
 
 
 class HubFolder:

@@ -96,10 +96,13 @@ class TrustSet:
 async def fold_admissions(trust: TrustSet, log: EventLog, after_pos: int = 0) -> tuple[bool, int]:
     """Apply the log's ``hub.admitted`` events after ``after_pos``; (grew, last pos read)."""
     grew = False
+    # Read up to here at least: the next call starts past the events of other kinds too,
+    # instead of scanning the whole log again each time (`kind` has no index).
+    last = await log.last_pos()
     while True:
         events = await log.events(after_pos=after_pos, kind="hub.admitted", limit=1000)
         if not events:
-            return grew, after_pos
+            return grew, max(after_pos, last)
         for ev in events:
             if isinstance(ev.body, HubAdmitted):
                 grew |= trust.admit(ev.hub, parse_hub(ev.body.hub))

@@ -28,7 +28,9 @@ from typing import Any, ClassVar, Final
 
 from hubnode.events.verify import Event
 
-_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+# No "__" and no trailing "_": "__" separates the parts of a physical table name, so
+# one projection's tables can never be mistaken for another's (see physical()).
+_NAME: Final = re.compile(r"^(?!.*__)[a-z][a-z0-9_]{0,40}(?<!_)$")
 
 IGNORED_TABLE: Final = "_ignored"
 IGNORED_COLUMNS: Final = (
@@ -55,7 +57,10 @@ class Projection:
             if not hasattr(cls, attr):
                 raise ValueError(f"projection {cls.__name__} does not set {attr!r}")
         if not _NAME.match(cls.name):
-            raise ValueError(f"projection name {cls.name!r}: use lower-case letters, digits, _")
+            raise ValueError(
+                f"projection name {cls.name!r}: use lower-case letters, digits and single _ "
+                "(not at the end)"
+            )
         if cls.version < 1:
             raise ValueError(f"projection {cls.name}: version must be at least 1")
         for table in cls.tables:
@@ -69,7 +74,7 @@ def physical(name: str, build: int, table: str) -> str:
     Each rebuild (a version bump or ``hubnode projections rebuild``) writes fresh tables
     under a new build number, so the serving build stays readable until the swap.
     """
-    return f"p_{name}_b{build}_{table}"
+    return f"p__{name}__b{build}__{table}"
 
 
 class ProjectionTx:

@@ -150,7 +150,20 @@ class ProjectionRunner:
         )
 
     def _ensure_build(self, cls: type[Projection]) -> None:
-        """Start a build for the code's version unless one exists (inside a transaction)."""
+        """Start a build for the code's version unless one exists (inside a transaction).
+
+        A live build whose tables are missing (a views file from an older hubnode, or
+        tampered with) is retired: views can always be rebuilt from the log.
+        """
+        existing = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+        for build, _, _, status in self._builds(cls.name):
+            wanted = physical(cls.name, build, IGNORED_TABLE)
+            if status != "retired" and wanted not in existing:
+                self._db.execute(
+                    "UPDATE projection_builds SET status = 'retired', updated_ms = ? "
+                    "WHERE name = ? AND build = ?",
+                    (_now_ms(), cls.name, build),
+                )
         builds = [b for b in self._builds(cls.name) if b[3] != "retired"]
         if any(version == cls.version for _, version, _, _ in builds):
             return
@@ -180,8 +193,9 @@ class ProjectionRunner:
         """Start a fresh build of ``name``; the serving build serves until it catches up."""
         cls = self._class(name)
         with self._write():
+            readers = self.serving_build(name)
             for build, _, _, status in self._builds(name):
-                if status in ("building", "stopped"):
+                if status in ("building", "stopped") and build != readers:
                     self._drop_build(name, build)
                     self._db.execute(
                         "UPDATE projection_builds SET status = 'retired', updated_ms = ? "
@@ -206,7 +220,11 @@ class ProjectionRunner:
         return int(row[0])
 
     def step(self) -> int:
-        """Apply one batch to every projection that is behind; returns events applied."""
+        """Apply one batch to every projection that is behind; returns log records read.
+
+        Records of kinds a projection does not read count too: a batch of only other
+        kinds still moves its checkpoint, and ``catch_up`` must not stop there.
+        """
         applied = 0
         end = self._log_end()
         for name in self.projections:
@@ -252,7 +270,7 @@ class ProjectionRunner:
                 "WHERE name = ? AND build = ?",
                 (last, _now_ms(), name, build),
             )
-            return len(wanted)
+            return sum(1 for row in rows if row[0] <= last)
 
     def _apply(
         self, name: str, build: int, wanted: list[tuple[int, bytes]], tx: ProjectionTx
@@ -311,24 +329,50 @@ class ProjectionRunner:
     # -- reading ------------------------------------------------------------------------
 
     def serving_build(self, name: str) -> int | None:
-        """The build readers should use: the serving one, else the one being built."""
+        """The build readers should use: the serving one, else the oldest live one (a build
+        that stopped keeps serving what it has until its replacement is swapped in)."""
         builds = [b for b in self._builds(name) if b[3] != "retired"]
         for build, _, _, status in builds:
             if status == "serving":
                 return build
-        return builds[0][0] if builds else None
+        return builds[-1][0] if builds else None
 
     def tables(self, name: str) -> dict[str, str]:
-        """Logical → physical table names of the build readers should use."""
+        """Logical → physical table names of the build readers should use.
+
+        During a version bump that is still the old version's build, whose tables may
+        differ from the code's: they are read from the database, not from the class.
+        """
         cls = self._class(name)
         build = self.serving_build(name)
         if build is None:
             raise ProjectionError(f"projection {name!r} has no build yet")
-        return {t: physical(name, build, t) for t in (*cls.tables, IGNORED_TABLE)}
+        (version,) = self._db.execute(
+            "SELECT version FROM projection_builds WHERE name = ? AND build = ?", (name, build)
+        ).fetchone()
+        if version == cls.version:
+            return {t: physical(name, build, t) for t in (*cls.tables, IGNORED_TABLE)}
+        prefix = physical(name, build, "")
+        return {
+            table[len(prefix) :]: table
+            for (table,) in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ? ESCAPE '\\'",
+                (prefix.replace("_", "\\_") + "%",),
+            )
+        }
 
     def query(self, name: str, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query on ``name``'s serving tables (``{table}`` placeholders)."""
-        return list(self._db.execute(statement.format_map(self.tables(name)), params))
+        tables = self.tables(name)
+        try:
+            sql = statement.format_map(tables)
+        except KeyError as e:
+            raise ProjectionError(
+                f"projection {name!r} has no table {e.args[0]!r} in the build now serving "
+                f"(tables: {', '.join(sorted(tables))}); a new version is still being built: "
+                f"see `hubnode projections status`"
+            ) from None
+        return list(self._db.execute(sql, params))
 
     def status(self) -> list[BuildStatus]:
         end = self._log_end()

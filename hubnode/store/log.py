@@ -676,6 +676,15 @@ class EventLog:
             row = await cur.fetchone()
         return Head(row[0], bytes(row[1])) if row else None
 
+    async def last_pos(self) -> int:
+        """The ``pos`` of the last stored event, 0 if none.
+
+        Writers take ``pos`` in commit order, so every event at or below it is visible
+        to any read that starts afterwards: a reader may resume from it.
+        """
+        rows = await self._db.execute_fetchall("SELECT COALESCE(MAX(pos), 0) FROM events")
+        return int(next(iter(rows))[0])
+
     async def count(self, hub: bytes | None = None) -> int:
         sql, args = (
             ("SELECT COUNT(*) FROM events", ())
@@ -778,6 +787,12 @@ class EventLog:
                             yield other
             for twin in extra.get(seq + 1, ()):
                 yield twin
+
+    async def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: a different value means another connection
+        (another process) committed to the log since this connection last asked."""
+        rows = await self._db.execute_fetchall("PRAGMA data_version")
+        return int(next(iter(rows))[0])
 
     async def wait_changed(self) -> None:
         """Wait until this process next stores events (appended or ingested).

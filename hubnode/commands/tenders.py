@@ -1,0 +1,886 @@
+"""Tender commands: share and follow tenders, form bid clusters, bid, award, export as OCDS.
+
+``hubnode tender share|update|list|show|export``, ``hubnode tender watch add|list|remove|run``,
+``hubnode cluster form|join|assign-lot``, ``hubnode bid submit``, ``hubnode award record``.
+Commands check what they can against this hub's view before appending (a lot not in the
+tender, a non-lead assigning lots, …): bad input is one line, exit 2, nothing appended.
+Peers' events are judged by the projection (``hubnode/projections/tenders.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import msgspec
+import typer
+from rich.table import Table
+
+from hubnode.commands.common import (
+    DataOpt,
+    JsonOpt,
+    caught_up,
+    fail,
+    folder_of,
+    out,
+    print_json,
+    run_async,
+)
+from hubnode.config import HubFolder
+from hubnode.events.ids import parse_hub
+from hubnode.events.kinds import KINDS, Body
+from hubnode.projections.runner import ProjectionRunner
+
+WATCH_FILE: Final = "tender-watches.json"
+LOTS_EXTENSION: Final = (
+    "https://raw.githubusercontent.com/open-contracting-extensions/ocds_lots_extension/"
+    "master/extension.json"
+)
+POLL_S: Final = 0.5
+
+tender_app = typer.Typer(
+    help="Tenders shared with the network (OCDS-shaped): share, update, list, show, export.",
+    no_args_is_help=True,
+)
+watch_app = typer.Typer(
+    help="Local watches: be told of new or changed tenders that match.", no_args_is_help=True
+)
+cluster_app = typer.Typer(help="Bid clusters: hubs bidding for a tender together.")
+bid_app = typer.Typer(help="Bids of clusters.", no_args_is_help=True)
+award_app = typer.Typer(help="Awards of tenders this hub shared.", no_args_is_help=True)
+tender_app.add_typer(watch_app, name="watch")
+cluster_app.info.no_args_is_help = True
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(tender_app, name="tender")
+    app.add_typer(cluster_app, name="cluster")
+    app.add_typer(bid_app, name="bid")
+    app.add_typer(award_app, name="award")
+
+
+# -- appending ----------------------------------------------------------------------------
+
+
+def _body(kind: str, fields: dict[str, Any]) -> Body:
+    """Validate ``fields`` as a body of ``kind``; exit 2 naming the bad field."""
+    spec = KINDS.spec(kind)
+    try:
+        body: Body = msgspec.convert(fields, spec.body)
+    except (msgspec.ValidationError, ValueError) as e:
+        fail(f"{kind}: {e}", 2)
+    return body
+
+
+def _append(folder: HubFolder, kind: str, body: Body) -> None:
+    async def append() -> None:
+        async with await folder.open_log() as log:
+            done = await log.append(kind, body)
+        out.print(f"appended {kind} seq {done.seq} id {done.id.hex()}")
+
+    run_async(append())
+
+
+def _date(field: str, text: str) -> str:
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        fail(f"--{field} {text!r} is not a date; write it as YYYY-MM-DD", 2)
+
+
+def _hub_text(field: str, text: str) -> str:
+    try:
+        parse_hub(text)
+    except ValueError as e:
+        fail(f"--{field}: {e}", 2)
+    return text.strip()
+
+
+def _lot(text: str, currency: str) -> dict[str, Any]:
+    parts = text.split(":")
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        fail(f"--lot {text!r}: write it as ID:TITLE or ID:TITLE:AMOUNT", 2)
+    lot: dict[str, Any] = {"id": parts[0], "title": ":".join(parts[1:])}
+    if len(parts) > 2:
+        try:
+            amount = float(parts[-1])
+        except ValueError:
+            return lot
+        lot = {"id": parts[0], "title": ":".join(parts[1:-1]), "value": _value(amount, currency)}
+    return lot
+
+
+def _document(text: str) -> dict[str, str]:
+    title, sep, url = text.partition("=")
+    if not sep or not title:
+        fail(f"--document {text!r}: write it as TITLE=URL", 2)
+    return {"title": title, "url": url}
+
+
+def _value(amount: float, currency: str) -> dict[str, Any]:
+    return {"amount": amount, "currency": currency.upper()}
+
+
+# -- reading the view -----------------------------------------------------------------------
+
+
+def _tenders(runner: ProjectionRunner, ocid: str | None = None) -> list[dict[str, Any]]:
+    """Tenders with their lots, clusters (members, assignments, bids) and awards."""
+    where, params = ("WHERE ocid = ?", (ocid,)) if ocid else ("", ())
+    q = runner.query
+    found: list[dict[str, Any]] = []
+    for row in q("tenders", f"SELECT * FROM {{tenders}} {where} ORDER BY ocid", params):
+        (t_ocid, hub, seq, updated_seq, updated_ts, title, description, buyer, amount) = row[:9]
+        currency, start, end, status, documents, categories, area = row[9:]
+        one = (t_ocid,)
+        lots = [
+            {"id": lot, "title": lot_title, "value": _amount(lot_amount, lot_currency)}
+            for lot, lot_title, lot_amount, lot_currency in q(
+                "tenders",
+                "SELECT lot, title, amount, currency FROM {lots} WHERE ocid = ? ORDER BY position",
+                one,
+            )
+        ]
+        clusters = []
+        for lead, cid, c_seq, sought in q(
+            "tenders",
+            "SELECT lead, cluster, seq, lots FROM {clusters} WHERE ocid = ? ORDER BY lead, cluster",
+            one,
+        ):
+            ref = (t_ocid, lead, cid)
+            members = [
+                m
+                for (m,) in q(
+                    "tenders",
+                    "SELECT member FROM {members} WHERE ocid = ? AND lead = ? AND cluster = ? "
+                    "ORDER BY member != lead, member",
+                    ref,
+                )
+            ]
+            assignments = dict(
+                q(
+                    "tenders",
+                    "SELECT lot, member FROM {assignments} "
+                    "WHERE ocid = ? AND lead = ? AND cluster = ? ORDER BY lot",
+                    ref,
+                )
+            )
+            bids = [
+                {"seq": b_seq, "lots": json.loads(b_lots), "value": _amount(b_amount, b_cur)}
+                for b_seq, b_lots, b_amount, b_cur in q(
+                    "tenders",
+                    "SELECT seq, lots, amount, currency FROM {bids} "
+                    "WHERE ocid = ? AND lead = ? AND cluster = ? ORDER BY seq",
+                    ref,
+                )
+            ]
+            clusters.append(
+                {
+                    "lead": lead,
+                    "cluster": cid,
+                    "seq": c_seq,
+                    "lots_sought": json.loads(sought),
+                    "members": members,
+                    "assignments": assignments,
+                    "bids": bids,
+                }
+            )
+        awards = [
+            {
+                "hub": a_hub,
+                "seq": a_seq,
+                "lead": a_lead,
+                "cluster": a_cluster,
+                "supplier": supplier,
+                "lots": json.loads(a_lots),
+                "value": _amount(a_amount, a_cur),
+                "awarded_on": awarded_on,
+                "ts": a_ts,
+            }
+            for (
+                a_hub,
+                a_seq,
+                a_lead,
+                a_cluster,
+                supplier,
+                a_lots,
+                a_amount,
+                a_cur,
+                awarded_on,
+                a_ts,
+            ) in q(
+                "tenders",
+                "SELECT hub, seq, lead, cluster, supplier, lots, amount, currency, awarded_on, ts "
+                "FROM {awards} WHERE ocid = ? ORDER BY hub, seq",
+                one,
+            )
+        ]
+        found.append(
+            {
+                "ocid": t_ocid,
+                "hub": hub,
+                "seq": seq,
+                "updated_seq": updated_seq,
+                "updated_ts": updated_ts,
+                "title": title,
+                "description": description,
+                "buyer": buyer,
+                "value": _amount(amount, currency),
+                "period": {"start": start, "end": end},
+                "status": status,
+                "documents": json.loads(documents),
+                "categories": json.loads(categories),
+                "area": json.loads(area),
+                "lots": lots,
+                "clusters": clusters,
+                "awards": awards,
+            }
+        )
+    return found
+
+
+def _amount(amount: float | None, currency: str | None) -> dict[str, Any] | None:
+    if amount is None or currency is None:
+        return None
+    return {"amount": int(amount) if float(amount).is_integer() else amount, "currency": currency}
+
+
+def _view(data: Path) -> tuple[HubFolder, list[dict[str, Any]]]:
+    folder = folder_of(data)
+    runner = caught_up(folder)
+    try:
+        return folder, _tenders(runner)
+    finally:
+        runner.close()
+
+
+def _find(tenders: list[dict[str, Any]], ocid: str) -> dict[str, Any]:
+    for t in tenders:
+        if t["ocid"] == ocid:
+            return t
+    fail(f"no tender {ocid!r} in this hub's view; see `hubnode tender list`", 2)
+
+
+def _cluster(tenders: list[dict[str, Any]], lead: str, cid: str) -> tuple[dict[str, Any], Any]:
+    for t in tenders:
+        for c in t["clusters"]:
+            if c["lead"] == lead and c["cluster"] == cid:
+                return t, c
+    fail(f"no cluster {cid!r} led by {lead} in this hub's view; see `hubnode tender show OCID`", 2)
+
+
+def _check_lots(tender: dict[str, Any], lots: list[str]) -> None:
+    known = [lot["id"] for lot in tender["lots"]]
+    for lot in lots:
+        if lot not in known:
+            fail(
+                f"--lot {lot!r} is not in tender {tender['ocid']}; its lots are "
+                f"{', '.join(known) or 'none'}",
+                2,
+            )
+
+
+# -- tender share | update | list | show ---------------------------------------------------
+
+
+LotOpt = Annotated[
+    list[str] | None,
+    typer.Option("--lot", help="A lot as ID:TITLE or ID:TITLE:AMOUNT (repeat for more)."),
+]
+DocOpt = Annotated[
+    list[str] | None, typer.Option("--document", help="A document link as TITLE=URL (repeat).")
+]
+CategoryOpt = Annotated[
+    list[str] | None, typer.Option("--category", help="A category tag, e.g. care (repeat).")
+]
+AreaOpt = Annotated[
+    list[str] | None, typer.Option("--area", help="A postcode district, e.g. DL1 (repeat).")
+]
+
+
+@tender_app.command("share")
+def tender_share(
+    data: DataOpt,
+    title: Annotated[str, typer.Option(help="The tender's title.")],
+    buyer: Annotated[str, typer.Option(help="The buyer's name, e.g. Darlington Borough Council.")],
+    amount: Annotated[float, typer.Option(help="The tender's estimated value.")],
+    end: Annotated[str, typer.Option(help="Last day of the tender period (YYYY-MM-DD).")],
+    currency: Annotated[str, typer.Option(help="ISO 4217 currency code.")] = "GBP",
+    start: Annotated[
+        str | None, typer.Option(help="First day of the tender period (default today).")
+    ] = None,
+    description: Annotated[str, typer.Option(help="What the tender is for.")] = "",
+    ocid: Annotated[
+        str | None, typer.Option(help="The ocid (default ocds-hubnode-<hub>-<n>).")
+    ] = None,
+    lot: LotOpt = None,
+    document: DocOpt = None,
+    category: CategoryOpt = None,
+    area: AreaOpt = None,
+) -> None:
+    """Share a tender with the network."""
+    folder, tenders = _view(data)
+    today = date.today().isoformat()
+    if _date("end", end) < today:
+        fail(f"--end {end} is in the past; the tender period must end today or later", 2)
+    if amount < 0:
+        fail(f"--amount {amount} is negative; give the value as 0 or more", 2)
+    if ocid is None:
+        prefix = f"ocds-hubnode-{folder.config.hub_id[4:12]}-"
+        taken = {t["ocid"] for t in tenders}
+        n = 1 + sum(1 for t in tenders if t["ocid"].startswith(prefix))
+        while f"{prefix}{n}" in taken:
+            n += 1
+        ocid = f"{prefix}{n}"
+    elif any(t["ocid"] == ocid for t in tenders):
+        fail(f"--ocid {ocid} is already shared; choose another ocid", 2)
+    body = _body(
+        "tender.shared",
+        {
+            "ocid": ocid,
+            "title": title,
+            "description": description,
+            "buyer": buyer,
+            "value": _value(amount, currency),
+            "period": {"start": _date("start", start) if start else today, "end": end},
+            "lots": [_lot(x, currency) for x in lot or []],
+            "documents": [_document(x) for x in document or []],
+            "categories": category or [],
+            "area": [a.upper() for a in area or []],
+        },
+    )
+    _append(folder, "tender.shared", body)
+    out.print(f"shared {ocid}")
+
+
+@tender_app.command("update")
+def tender_update(
+    data: DataOpt,
+    ocid: Annotated[str, typer.Argument(help="The tender to change (this hub shared it).")],
+    title: Annotated[str | None, typer.Option(help="A new title.")] = None,
+    description: Annotated[str | None, typer.Option(help="A new description.")] = None,
+    buyer: Annotated[str | None, typer.Option(help="A new buyer name.")] = None,
+    amount: Annotated[float | None, typer.Option(help="A new value (same currency).")] = None,
+    end: Annotated[str | None, typer.Option(help="A new last day (YYYY-MM-DD).")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="active, cancelled, unsuccessful, complete, withdrawn.")
+    ] = None,
+    lot: LotOpt = None,
+    document: DocOpt = None,
+    category: CategoryOpt = None,
+    area: AreaOpt = None,
+) -> None:
+    """Change a tender this hub shared; options left out stay as they were."""
+    folder, tenders = _view(data)
+    tender = _find(tenders, ocid)
+    if tender["hub"] != folder.config.hub_id:
+        fail(f"tender {ocid} was shared by {tender['hub']}; only that hub may update it", 2)
+    currency = tender["value"]["currency"]
+    fields: dict[str, Any] = {"ocid": ocid}
+    for name, value in (("title", title), ("description", description), ("buyer", buyer)):
+        if value is not None:
+            fields[name] = value
+    if amount is not None:
+        fields["value"] = _value(amount, currency)
+    if end is not None:
+        fields["period"] = {"start": tender["period"]["start"], "end": _date("end", end)}
+    if status is not None:
+        fields["status"] = status
+    if lot:
+        fields["lots"] = [_lot(x, currency) for x in lot]
+    if document:
+        fields["documents"] = [_document(x) for x in document]
+    if category:
+        fields["categories"] = category
+    if area:
+        fields["area"] = [a.upper() for a in area]
+    _append(folder, "tender.updated", _body("tender.updated", fields))
+
+
+@tender_app.command("list")
+def tender_list(
+    data: DataOpt,
+    category: Annotated[str | None, typer.Option(help="Only tenders with this category.")] = None,
+    area: Annotated[str | None, typer.Option(help="Only tenders in this district.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The tenders shared with the network, as this hub sees them."""
+    _, tenders = _view(data)
+    watch = {"category": category, "area": area, "min_value": None, "max_value": None}
+    shown = [t for t in tenders if _matches(watch, t)]
+    if as_json:
+        print_json(shown)
+        return
+    table = Table("ocid", "title", "buyer", "value", "ends", "status", "lots", "clusters")
+    for t in shown:
+        table.add_row(
+            t["ocid"],
+            t["title"],
+            t["buyer"],
+            f"{t['value']['amount']} {t['value']['currency']}",
+            t["period"]["end"],
+            t["status"],
+            str(len(t["lots"])),
+            str(len(t["clusters"])),
+        )
+    out.print(table)
+
+
+@tender_app.command("show")
+def tender_show(
+    data: DataOpt,
+    ocid: Annotated[str, typer.Argument(help="The tender's ocid.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """One tender with its lots, clusters, assignments, bids and awards."""
+    _, tenders = _view(data)
+    t = _find(tenders, ocid)
+    if as_json:
+        print_json(t)
+        return
+    out.print(f"{t['ocid']}: {t['title']} ({t['status']})")
+    out.print(f"  shared by {t['hub']}; buyer {t['buyer']}")
+    out.print(f"  value {t['value']['amount']} {t['value']['currency']}")
+    out.print(f"  period {t['period']['start']} to {t['period']['end']}")
+    if t["categories"] or t["area"]:
+        out.print(f"  categories {', '.join(t['categories'])}; area {', '.join(t['area'])}")
+    for lot in t["lots"]:
+        value = f" ({lot['value']['amount']} {lot['value']['currency']})" if lot["value"] else ""
+        out.print(f"  lot {lot['id']}: {lot['title']}{value}")
+    for d in t["documents"]:
+        out.print(f"  document {d['title']}: {d['url']}")
+    for c in t["clusters"]:
+        out.print(f"  cluster {c['cluster']} led by {c['lead']}: {len(c['members'])} members")
+        for m in c["members"]:
+            out.print(f"    member {m}")
+        for lot_id, member in c["assignments"].items():
+            out.print(f"    lot {lot_id} -> {member}")
+        for b in c["bids"]:
+            value = f"{b['value']['amount']} {b['value']['currency']}"
+            out.print(f"    bid for {', '.join(b['lots'])}: {value}")
+    for a in t["awards"]:
+        who = a["supplier"] or f"cluster {a['cluster']} led by {a['lead']}"
+        lots = f" lots {', '.join(a['lots'])}" if a["lots"] else ""
+        out.print(f"  award to {who}{lots}: {a['value']['amount']} {a['value']['currency']}")
+
+
+# -- clusters, bids, awards ------------------------------------------------------------------
+
+
+@cluster_app.command("form")
+def cluster_form(
+    data: DataOpt,
+    tender: Annotated[str, typer.Option(help="The tender's ocid.")],
+    lot: Annotated[
+        list[str] | None, typer.Option("--lot", help="A lot the cluster seeks (repeat).")
+    ] = None,
+    cluster: Annotated[
+        str | None, typer.Option("--id", help="The cluster id (default c<n>), unique per lead.")
+    ] = None,
+) -> None:
+    """Form a bid cluster for a tender, led by this hub."""
+    folder, tenders = _view(data)
+    t = _find(tenders, tender)
+    _check_lots(t, lot or [])
+    mine = {
+        c["cluster"] for x in tenders for c in x["clusters"] if c["lead"] == folder.config.hub_id
+    }
+    if cluster is None:
+        n = len(mine) + 1
+        while f"c{n}" in mine:
+            n += 1
+        cluster = f"c{n}"
+    elif cluster in mine:
+        fail(f"--id {cluster!r}: this hub already leads a cluster with that id", 2)
+    body = _body("cluster.formed", {"cluster": cluster, "tender": tender, "lots": lot or []})
+    _append(folder, "cluster.formed", body)
+    out.print(f"formed cluster {cluster} (lead {folder.config.hub_id})")
+
+
+LeadOpt = Annotated[str, typer.Option(help="The cluster's lead hub (hub:… id).")]
+ClusterOpt = Annotated[str, typer.Option(help="The cluster id.")]
+
+
+@cluster_app.command("join")
+def cluster_join(data: DataOpt, lead: LeadOpt, cluster: ClusterOpt) -> None:
+    """Join a cluster another hub leads."""
+    folder, tenders = _view(data)
+    lead = _hub_text("lead", lead)
+    if lead == folder.config.hub_id:
+        fail("--lead is this hub: the lead is a member of its own cluster already", 2)
+    _, c = _cluster(tenders, lead, cluster)
+    if folder.config.hub_id in c["members"]:
+        fail(f"this hub has already joined cluster {cluster!r}", 2)
+    _append(folder, "cluster.joined", _body("cluster.joined", {"lead": lead, "cluster": cluster}))
+
+
+def _led(folder: HubFolder, tenders: list[dict[str, Any]], lead: str | None, cid: str) -> Any:
+    lead = folder.config.hub_id if lead is None else _hub_text("lead", lead)
+    if lead != folder.config.hub_id:
+        fail(f"cluster {cid!r} is led by {lead}; only its lead may do this", 2)
+    return _cluster(tenders, lead, cid)
+
+
+@cluster_app.command("assign-lot")
+def cluster_assign_lot(
+    data: DataOpt,
+    cluster: ClusterOpt,
+    lot: Annotated[str, typer.Option(help="The lot of the tender.")],
+    member: Annotated[str, typer.Option(help="The member hub (hub:… id) that takes it.")],
+    lead: Annotated[str | None, typer.Option(help="The cluster's lead (default this hub).")] = None,
+) -> None:
+    """Assign a lot to a member of a cluster this hub leads."""
+    folder, tenders = _view(data)
+    t, c = _led(folder, tenders, lead, cluster)
+    _check_lots(t, [lot])
+    if c["lots_sought"] and lot not in c["lots_sought"]:
+        fail(f"--lot {lot!r} is not among the lots cluster {cluster!r} seeks", 2)
+    member = _hub_text("member", member)
+    if member not in c["members"]:
+        fail(f"--member {member} has not joined cluster {cluster!r}; it must join first", 2)
+    fields = {"lead": c["lead"], "cluster": cluster, "lot": lot, "member": member}
+    _append(folder, "lot.assigned", _body("lot.assigned", fields))
+
+
+@bid_app.command("submit")
+def bid_submit(
+    data: DataOpt,
+    cluster: ClusterOpt,
+    lot: Annotated[list[str], typer.Option("--lot", help="A lot bid for (repeat).")],
+    amount: Annotated[float, typer.Option(help="The bid's amount.")],
+    currency: Annotated[str, typer.Option(help="ISO 4217 currency code.")] = "GBP",
+    lead: Annotated[str | None, typer.Option(help="The cluster's lead (default this hub).")] = None,
+) -> None:
+    """Submit the bid of a cluster this hub leads."""
+    folder, tenders = _view(data)
+    t, c = _led(folder, tenders, lead, cluster)
+    _check_lots(t, lot)
+    unsought = [x for x in lot if c["lots_sought"] and x not in c["lots_sought"]]
+    if unsought:
+        fail(f"--lot {unsought[0]!r} is not among the lots cluster {cluster!r} seeks", 2)
+    if amount < 0:
+        fail(f"--amount {amount} is negative; give the value as 0 or more", 2)
+    fields = {
+        "lead": c["lead"],
+        "cluster": cluster,
+        "lots": lot,
+        "value": _value(amount, currency),
+    }
+    _append(folder, "bid.submitted", _body("bid.submitted", fields))
+
+
+@award_app.command("record")
+def award_record(
+    data: DataOpt,
+    tender: Annotated[str, typer.Option(help="The tender's ocid (this hub shared it).")],
+    amount: Annotated[float, typer.Option(help="The awarded amount.")],
+    lot: Annotated[list[str] | None, typer.Option("--lot", help="A lot awarded (repeat).")] = None,
+    cluster: Annotated[str | None, typer.Option(help="The winning cluster's id.")] = None,
+    lead: Annotated[str | None, typer.Option(help="The winning cluster's lead.")] = None,
+    supplier: Annotated[str | None, typer.Option(help="The winner, if not a cluster.")] = None,
+    currency: Annotated[str, typer.Option(help="ISO 4217 currency code.")] = "GBP",
+    awarded_on: Annotated[str | None, typer.Option(help="Award date (YYYY-MM-DD).")] = None,
+) -> None:
+    """Record the award of a tender this hub shared: to a cluster or a supplier."""
+    folder, tenders = _view(data)
+    t = _find(tenders, tender)
+    if t["hub"] != folder.config.hub_id:
+        fail(f"tender {tender} was shared by {t['hub']}; only that hub may record its award", 2)
+    _check_lots(t, lot or [])
+    if (cluster is None) == (supplier is None):
+        fail("give either --cluster with --lead, or --supplier", 2)
+    if cluster is not None:
+        if lead is None:
+            fail("--cluster needs --lead, the hub that leads it", 2)
+        lead = _hub_text("lead", lead)
+        if not any(c["lead"] == lead and c["cluster"] == cluster for c in t["clusters"]):
+            fail(f"--cluster {cluster!r} of {lead} is not a cluster for {tender}", 2)
+    fields: dict[str, Any] = {
+        "tender": tender,
+        "lead": lead,
+        "cluster": cluster,
+        "supplier": supplier,
+        "lots": lot or [],
+        "value": _value(amount, currency),
+    }
+    if awarded_on is not None:
+        fields["awarded_on"] = _date("awarded-on", awarded_on)
+    _append(folder, "award.recorded", _body("award.recorded", fields))
+
+
+# -- OCDS export ------------------------------------------------------------------------
+
+
+def _datetime(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ocds_release(t: dict[str, Any]) -> dict[str, Any]:
+    """One OCDS 1.1 release (with the lots extension) for a tender of the view."""
+    buyer = {"id": f"buyer:{t['buyer']}", "name": t["buyer"]}
+    parties: dict[str, dict[str, Any]] = {buyer["id"]: {**buyer, "roles": ["buyer"]}}
+    tender: dict[str, Any] = {
+        "id": t["ocid"],
+        "title": t["title"],
+        "status": t["status"],
+        "value": t["value"],
+        "tenderPeriod": {
+            "startDate": f"{t['period']['start']}T00:00:00Z",
+            "endDate": f"{t['period']['end']}T23:59:59Z",
+        },
+        "procuringEntity": buyer,
+    }
+    if t["description"]:
+        tender["description"] = t["description"]
+    if t["documents"]:
+        tender["documents"] = [
+            {"id": str(i), "title": d["title"], "url": d["url"]}
+            for i, d in enumerate(t["documents"], 1)
+        ]
+    if t["categories"]:
+        tender["items"] = [
+            {
+                "id": f"category-{i}",
+                "description": cat,
+                "classification": {"scheme": "hubnode-category", "id": cat},
+            }
+            for i, cat in enumerate(t["categories"], 1)
+        ]
+    if t["lots"]:
+        tender["lots"] = [
+            {
+                "id": lot["id"],
+                "title": lot["title"],
+                **({"value": lot["value"]} if lot["value"] else {}),
+            }
+            for lot in t["lots"]
+        ]
+    awards = []
+    for a in t["awards"]:
+        if a["supplier"] is not None:
+            supplier = {"id": f"supplier:{a['supplier']}", "name": a["supplier"]}
+        else:
+            supplier = {
+                "id": f"{a['lead']}/{a['cluster']}",
+                "name": f"cluster {a['cluster']} led by {a['lead']}",
+            }
+        parties.setdefault(supplier["id"], {**supplier, "roles": ["supplier"]})
+        award: dict[str, Any] = {
+            "id": f"{t['ocid']}-award-{a['seq']}",
+            "status": "active",
+            "value": a["value"],
+            "suppliers": [supplier],
+        }
+        if a["awarded_on"]:
+            award["date"] = f"{a['awarded_on']}T00:00:00Z"
+        if a["lots"]:
+            award["relatedLots"] = a["lots"]
+        awards.append(award)
+    release: dict[str, Any] = {
+        "ocid": t["ocid"],
+        "id": f"{t['ocid']}-{t['updated_seq']}-{len(t['awards'])}",
+        "date": _datetime(max([t["updated_ts"], *(a["ts"] for a in t["awards"])])),
+        "tag": ["tender", "award"] if awards else ["tender"],
+        "initiationType": "tender",
+        "parties": list(parties.values()),
+        "buyer": buyer,
+        "tender": tender,
+    }
+    if awards:
+        release["awards"] = awards
+    return release
+
+
+def ocds_package(tenders: list[dict[str, Any]], publisher: str, uri: str) -> dict[str, Any]:
+    """An OCDS 1.1 release package: one release per tender."""
+    return {
+        "uri": uri,
+        "version": "1.1",
+        "publishedDate": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "publisher": {"name": publisher},
+        "extensions": [LOTS_EXTENSION],
+        "releases": [ocds_release(t) for t in tenders],
+    }
+
+
+@tender_app.command("export")
+def tender_export(
+    data: DataOpt,
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="The JSON file to write.")],
+    format_: Annotated[str, typer.Option("--format", help="Only ocds for now.")] = "ocds",
+) -> None:
+    """Write the tenders as an OCDS 1.1 release package (lots extension), one release each."""
+    if format_ != "ocds":
+        fail(f"--format {format_!r} is not known; use --format ocds", 2)
+    folder, tenders = _view(data)
+    if not tenders:
+        fail("no tenders in this hub's view: an OCDS release package needs at least one")
+    package = ocds_package(tenders, folder.config.name, f"urn:hubnode:{folder.config.hub_id}")
+    tmp = out_file.with_name(out_file.name + ".tmp")
+    tmp.write_text(json.dumps(package, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, out_file)
+    out.print(f"wrote {len(tenders)} releases to {out_file}")
+
+
+# -- watches ------------------------------------------------------------------------------
+
+
+def _watch_path(folder: HubFolder) -> Path:
+    return folder.path / WATCH_FILE
+
+
+def _load_watches(folder: HubFolder) -> dict[str, Any]:
+    path = _watch_path(folder)
+    if not path.exists():
+        return {"watches": [], "shown": {}}
+    try:
+        state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        fail(f"cannot read {path}: {e}; fix or delete it")
+    state.setdefault("watches", [])
+    state.setdefault("shown", {})
+    return state
+
+
+def _save_watches(folder: HubFolder, state: dict[str, Any]) -> None:
+    path = _watch_path(folder)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _matches(watch: dict[str, Any], t: dict[str, Any]) -> bool:
+    if watch["category"] and watch["category"] not in t["categories"]:
+        return False
+    if watch["area"] and not any(d.startswith(watch["area"]) for d in t["area"]):
+        return False
+    amount = t["value"]["amount"]
+    if watch["min_value"] is not None and amount < watch["min_value"]:
+        return False
+    return watch["max_value"] is None or amount <= watch["max_value"]
+
+
+def _fingerprint(t: dict[str, Any]) -> str:
+    """Changes when anything a watcher sees of the tender changes."""
+    return hashlib.sha256(json.dumps(t, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@watch_app.command("add")
+def watch_add(
+    data: DataOpt,
+    category: Annotated[str | None, typer.Option(help="Tenders with this category.")] = None,
+    area: Annotated[
+        str | None, typer.Option(help="Tenders in this postcode district (or area, e.g. DL).")
+    ] = None,
+    min_value: Annotated[float | None, typer.Option(help="Value at least this.")] = None,
+    max_value: Annotated[float | None, typer.Option(help="Value at most this.")] = None,
+) -> None:
+    """Add a local watch (kept in the data folder, not shared)."""
+    folder = folder_of(data)
+    if min_value is not None and min_value < 0:
+        fail(f"--min-value {min_value} is negative; give 0 or more", 2)
+    if min_value is not None and max_value is not None and max_value < min_value:
+        fail(f"--max-value {max_value} is below --min-value {min_value}", 2)
+    if (category, area, min_value, max_value) == (None, None, None, None):
+        fail("give at least one of --category, --area, --min-value, --max-value", 2)
+    state = _load_watches(folder)
+    n = 1 + max((w["id"] for w in state["watches"]), default=0)
+    state["watches"].append(
+        {
+            "id": n,
+            "category": category,
+            "area": area.upper() if area else None,
+            "min_value": min_value,
+            "max_value": max_value,
+        }
+    )
+    _save_watches(folder, state)
+    out.print(f"added watch {n}")
+
+
+@watch_app.command("list")
+def watch_list(data: DataOpt, as_json: JsonOpt = False) -> None:
+    """The watches of this hub."""
+    watches = _load_watches(folder_of(data))["watches"]
+    if as_json:
+        print_json(watches)
+        return
+    table = Table("id", "category", "area", "min value", "max value")
+    for w in watches:
+        table.add_row(
+            *(str(w[k]) if w[k] is not None else "-" for k in ("id", "category", "area")),
+            *(str(w[k]) if w[k] is not None else "-" for k in ("min_value", "max_value")),
+        )
+    out.print(table)
+
+
+@watch_app.command("remove")
+def watch_remove(
+    data: DataOpt, watch_id: Annotated[int, typer.Argument(help="The watch's id.")]
+) -> None:
+    """Remove a watch."""
+    folder = folder_of(data)
+    state = _load_watches(folder)
+    kept = [w for w in state["watches"] if w["id"] != watch_id]
+    if len(kept) == len(state["watches"]):
+        fail(f"no watch {watch_id}; see `hubnode tender watch list`", 2)
+    state["watches"] = kept
+    _save_watches(folder, state)
+    out.print(f"removed watch {watch_id}")
+
+
+def _show_new(
+    folder: HubFolder, runner: ProjectionRunner, state: dict[str, Any], as_json: bool
+) -> None:
+    """Print each tender that matches a watch and is new or changed since last shown."""
+    changed = False
+    for t in _tenders(runner):
+        hits = [w["id"] for w in state["watches"] if _matches(w, t)]
+        print_ = _fingerprint(t)
+        if not hits or state["shown"].get(t["ocid"]) == print_:
+            continue
+        kind = "changed" if t["ocid"] in state["shown"] else "new"
+        state["shown"][t["ocid"]] = print_
+        changed = True
+        if as_json:
+            print_json({"event": kind, "watches": hits, "tender": t})
+        else:
+            value = f"{t['value']['amount']} {t['value']['currency']}"
+            out.print(
+                f"{kind} {t['ocid']}: {t['title']} — {t['buyer']}, {value}, "
+                f"ends {t['period']['end']} (watch {', '.join(map(str, hits))})"
+            )
+    if changed:
+        _save_watches(folder, state)
+
+
+@watch_app.command("run")
+def watch_run(
+    data: DataOpt,
+    once: Annotated[bool, typer.Option("--once", help="Print current matches and exit.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stream new or changed tenders matching a watch as they arrive (Ctrl-C stops)."""
+    folder = folder_of(data)
+    state = _load_watches(folder)
+    if not state["watches"]:
+        fail("no watches; add one with `hubnode tender watch add`", 2)
+    runner = caught_up(folder)
+    try:
+        _show_new(folder, runner, state, as_json)
+        while not once:
+            time.sleep(POLL_S)  # a poll of the view at the edge, never in tests (--once)
+            if runner.step():
+                runner.catch_up()
+                _show_new(
+                    folder, runner, _load_watches(folder) | {"shown": state["shown"]}, as_json
+                )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runner.close()

@@ -1,0 +1,171 @@
+"""Skills-exchange kinds: offers and requests of skills, and the time-credit ledger.
+
+The seeds ask hubs to "broker skills exchanges between Community Hubs to trap money
+within the network": a hub offers a skill (gardening, form filling, minibus driving) or
+asks for one, and the hubs settle in time credits, counted in seconds.
+
+Offers, requests and transfers are named by an id chosen by the authoring hub, unique
+within that hub (``(hub, id)`` is the global identity). A withdrawal names the author's
+own offer or request, so only the author can withdraw it. A transfer moves ``seconds``
+from ``from_hub`` (debited) to ``to_hub`` (credited); one of them proposes it and the
+other confirms it (``hubnode.projections.skills`` explains how the ledger counts them).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Annotated
+
+import msgspec
+
+from hubnode.events.ids import parse_hub
+from hubnode.events.kinds import KINDS, Body
+
+HubId = Annotated[str, msgspec.Meta(pattern=r"^hub:[a-z2-7]{52}\Z", description="hub:… id")]
+ItemId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z",
+        description="an id chosen by its hub: letters, digits, '.', '_', '-'; up to 64",
+    ),
+]
+Tag = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[a-z0-9]+(-[a-z0-9]+)*\Z",
+        max_length=40,
+        description="a lower-case slug, e.g. form-filling",
+    ),
+]
+Tags = Annotated[tuple[Tag, ...], msgspec.Meta(min_length=1, max_length=20)]
+District = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Z]{1,2}[0-9][0-9A-Z]?\Z",
+        description="a UK postcode district in capitals, e.g. DL1, DL14, EC1A",
+    ),
+]
+Area = Annotated[tuple[District, ...], msgspec.Meta(min_length=1, max_length=50)]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+Text = Annotated[str, msgspec.Meta(max_length=4000)]
+Memo = Annotated[str, msgspec.Meta(max_length=500)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+HoursPerWeek = Annotated[float, msgspec.Meta(gt=0, le=168)]
+Seconds = Annotated[int, msgspec.Meta(gt=0, le=366 * 24 * 3600)]
+"""One transfer moves at most a (leap) year of time: anything more is a typing slip."""
+
+
+class ItemRef(msgspec.Struct, frozen=True, kw_only=True):
+    """An offer or request of some hub, named by that hub's id for it."""
+
+    hub: HubId
+    id: ItemId
+
+    def __post_init__(self) -> None:
+        _canonical_hub("hub", self.hub)
+
+
+class SkillOffered(Body, frozen=True, kw_only=True):
+    """This hub offers a skill to the network, in the postcode districts it names."""
+
+    offer_id: ItemId
+    tags: Tags
+    title: Title
+    description: Text = ""
+    area: Area
+    hours_per_week: HoursPerWeek | None = None
+
+    def __post_init__(self) -> None:
+        _unique("tags", self.tags)
+        _unique("area", self.area)
+
+
+class SkillRequested(Body, frozen=True, kw_only=True):
+    """This hub asks the network for a skill, in the postcode districts it names."""
+
+    request_id: ItemId
+    tags: Tags
+    title: Title
+    description: Text = ""
+    area: Area
+    needed_by: datetime.date | None = None
+
+    def __post_init__(self) -> None:
+        _unique("tags", self.tags)
+        _unique("area", self.area)
+
+
+class SkillWithdrawn(Body, frozen=True, kw_only=True):
+    """This hub withdraws one of its own offers or requests (exactly one id is set)."""
+
+    offer_id: ItemId | None = None
+    request_id: ItemId | None = None
+
+    def __post_init__(self) -> None:
+        if (self.offer_id is None) == (self.request_id is None):
+            raise ValueError("a withdrawal names exactly one of offer_id, request_id")
+
+
+class TransferProposed(Body, frozen=True, kw_only=True):
+    """This hub proposes moving time credits from ``from_hub`` to ``to_hub``.
+
+    The proposer is one of the two parties (the projection ignores a proposal by a third
+    hub); the other party's confirmation makes the transfer count.
+    """
+
+    transfer_id: ItemId
+    from_hub: HubId
+    to_hub: HubId
+    seconds: Seconds
+    memo: Memo = ""
+    offer: ItemRef | None = None
+    request: ItemRef | None = None
+
+    def __post_init__(self) -> None:
+        _canonical_hub("from_hub", self.from_hub)
+        _canonical_hub("to_hub", self.to_hub)
+        if self.from_hub == self.to_hub:
+            raise ValueError("from_hub and to_hub must be two different hubs")
+
+
+class TransferConfirmed(Body, frozen=True, kw_only=True):
+    """This hub, the other party, confirms the transfer ``transfer_id`` of ``proposer``."""
+
+    proposer: HubId
+    transfer_id: ItemId
+
+    def __post_init__(self) -> None:
+        _canonical_hub("proposer", self.proposer)
+
+
+class TransferReversed(Body, frozen=True, kw_only=True):
+    """This hub, a party to a confirmed transfer, reverses it and says why."""
+
+    proposer: HubId
+    transfer_id: ItemId
+    reason: Reason
+
+    def __post_init__(self) -> None:
+        _canonical_hub("proposer", self.proposer)
+
+
+def _unique(name: str, values: tuple[str, ...]) -> None:
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name} must not repeat: {list(values)}")
+
+
+def _canonical_hub(name: str, value: str) -> None:
+    # The pattern admits 52 base32 characters whose last one may carry stray bits; such an
+    # id names no key, and a projection parsing it later must not fail on a peer's event.
+    try:
+        parse_hub(value)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+
+
+KINDS.register("skill.offered", SkillOffered)
+KINDS.register("skill.requested", SkillRequested)
+KINDS.register("skill.withdrawn", SkillWithdrawn)
+KINDS.register("time.transfer_proposed", TransferProposed)
+KINDS.register("time.transfer_confirmed", TransferConfirmed)
+KINDS.register("time.transfer_reversed", TransferReversed)

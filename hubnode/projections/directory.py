@@ -1,0 +1,165 @@
+"""The directory view: every hub's published services, their current fields and capacity.
+
+A service is keyed by (publishing hub, service id) and only its publisher's events change
+it. One hub's events arrive in seq order, so applying them as they come gives the same
+state on every hub whatever order different hubs' events were interleaved in. A peer's
+update, withdrawal or capacity report for a service it did not publish, or for a service
+that does not exist (yet) in its own log, is ignored with a recorded reason.
+
+``data`` holds the service's current fields as canonical JSON (a :class:`ServicePublished`);
+the other columns and the two index tables are copies of it for search.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Final
+
+import msgspec
+
+from hubnode.events.directory import (
+    CapacityReported,
+    ServicePublished,
+    ServiceUpdated,
+    ServiceWithdrawn,
+)
+from hubnode.events.ids import hub_display
+from hubnode.events.verify import Event
+from hubnode.projections.base import Projection, ProjectionTx
+
+_encoder: Final = msgspec.json.Encoder()
+_decoder: Final = msgspec.json.Decoder(ServicePublished)
+
+
+def decode_service(data: str | bytes) -> ServicePublished:
+    """The service stored in the ``data`` column."""
+    return _decoder.decode(data)
+
+
+def search_text(service: ServicePublished) -> str:
+    """What ``directory search --text`` matches against: name, description, organisation."""
+    return "\n".join((service.name, service.description, service.organisation)).casefold()
+
+
+class DirectoryProjection(Projection):
+    name: ClassVar[str] = "directory"
+    version: ClassVar[int] = 1
+    kinds: ClassVar[frozenset[str]] = frozenset(
+        {"service.published", "service.updated", "service.withdrawn", "capacity.reported"}
+    )
+    tables: ClassVar[dict[str, str]] = {
+        "services": "publisher BLOB NOT NULL, service TEXT NOT NULL, name TEXT NOT NULL, "
+        "organisation TEXT NOT NULL, text TEXT NOT NULL, free INTEGER NOT NULL, "
+        "data TEXT NOT NULL, withdrawn INTEGER NOT NULL, withdrawn_reason TEXT NOT NULL, "
+        "published_seq INTEGER NOT NULL, updated_seq INTEGER NOT NULL, "
+        "PRIMARY KEY (publisher, service)",
+        "categories": "publisher BLOB NOT NULL, service TEXT NOT NULL, category TEXT NOT NULL, "
+        "PRIMARY KEY (category, publisher, service)",
+        "areas": "publisher BLOB NOT NULL, service TEXT NOT NULL, district TEXT NOT NULL, "
+        "PRIMARY KEY (district, publisher, service)",
+        "capacity": "publisher BLOB NOT NULL, service TEXT NOT NULL, status TEXT NOT NULL, "
+        "as_of TEXT NOT NULL, note TEXT NOT NULL, seq INTEGER NOT NULL, "
+        "PRIMARY KEY (publisher, service)",
+    }
+
+    def apply(self, event: Event, tx: ProjectionTx) -> None:
+        body = event.body
+        if isinstance(body, ServicePublished):
+            row = tx.one(
+                "SELECT published_seq FROM {services} WHERE publisher = ? AND service = ?",
+                (event.hub, body.id),
+            )
+            published_seq = event.seq if row is None else row[0]
+            self._store(event, tx, body, published_seq)
+            tx.execute(
+                "UPDATE {services} SET withdrawn = 0, withdrawn_reason = '' "
+                "WHERE publisher = ? AND service = ?",
+                (event.hub, body.id),
+            )
+        elif isinstance(body, ServiceUpdated):
+            current = self._own_live_service(event, tx, body.id, body.publisher, "update")
+            if current is None:
+                return
+            service, published_seq = current
+            updated = msgspec.structs.replace(service, **body.changes())
+            self._store(event, tx, updated, published_seq)
+        elif isinstance(body, ServiceWithdrawn):
+            if self._own_live_service(event, tx, body.service, body.publisher, "withdraw") is None:
+                return
+            tx.execute(
+                "UPDATE {services} SET withdrawn = 1, withdrawn_reason = ?, updated_seq = ? "
+                "WHERE publisher = ? AND service = ?",
+                (body.reason, event.seq, event.hub, body.service),
+            )
+        elif isinstance(body, CapacityReported):
+            found = self._own_live_service(
+                event, tx, body.service, body.publisher, "report capacity of"
+            )
+            if found is None:
+                return
+            tx.execute(
+                "INSERT OR REPLACE INTO {capacity} VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    event.hub,
+                    body.service,
+                    body.status,
+                    body.as_of.isoformat(),
+                    body.note,
+                    event.seq,
+                ),
+            )
+
+    def _own_live_service(
+        self, event: Event, tx: ProjectionTx, service: str, publisher: str | None, action: str
+    ) -> tuple[ServicePublished, int] | None:
+        """The author's live service ``service``, or None after recording why not."""
+        author = hub_display(event.hub)
+        if publisher is not None and publisher != author:
+            tx.ignore(
+                event,
+                f"only the publisher {publisher} may {action} service {service!r}; "
+                f"{author} is not it",
+            )
+            return None
+        row = tx.one(
+            "SELECT data, withdrawn, published_seq FROM {services} "
+            "WHERE publisher = ? AND service = ?",
+            (event.hub, service),
+        )
+        if row is None:
+            tx.ignore(event, f"{author} has published no service {service!r} to {action}")
+            return None
+        if row[1]:
+            tx.ignore(event, f"service {service!r} of {author} is withdrawn; cannot {action} it")
+            return None
+        return decode_service(row[0]), int(row[2])
+
+    def _store(
+        self, event: Event, tx: ProjectionTx, service: ServicePublished, published_seq: int
+    ) -> None:
+        key = (event.hub, service.id)
+        tx.execute(
+            "INSERT INTO {services} VALUES (?, ?, ?, ?, ?, ?, ?, 0, '', ?, ?) "
+            "ON CONFLICT (publisher, service) DO UPDATE SET name = excluded.name, "
+            "organisation = excluded.organisation, text = excluded.text, "
+            "free = excluded.free, data = excluded.data, updated_seq = excluded.updated_seq",
+            (
+                *key,
+                service.name,
+                service.organisation,
+                search_text(service),
+                int(any(c.kind == "free" for c in service.costs)),
+                _encoder.encode(service).decode(),
+                published_seq,
+                event.seq,
+            ),
+        )
+        tx.execute("DELETE FROM {categories} WHERE publisher = ? AND service = ?", key)
+        tx.executemany(
+            "INSERT INTO {categories} VALUES (?, ?, ?)",
+            [(*key, c) for c in service.categories],
+        )
+        tx.execute("DELETE FROM {areas} WHERE publisher = ? AND service = ?", key)
+        tx.executemany("INSERT INTO {areas} VALUES (?, ?, ?)", [(*key, a) for a in service.areas])
+
+
+PROJECTIONS: Final[tuple[type[Projection], ...]] = (DirectoryProjection,)
