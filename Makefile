@@ -22,8 +22,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check hubnode tests bench
-	$(BIN)/ruff format --check hubnode tests bench
+	$(BIN)/ruff check hubnode tests bench examples
+	$(BIN)/ruff format --check hubnode tests bench examples
 	$(BIN)/mypy --strict hubnode
 
 BENCHES := append ingest audit crash gossip partition catchup
