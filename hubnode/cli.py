@@ -742,17 +742,18 @@ def network(data: DataOpt, as_json: JsonOpt = False) -> None:
 @app.command()
 def demo(
     hubs: Annotated[
-        int, typer.Option("--hubs", min=2, max=8, help="How many hubs (node processes) to run.")
+        int, typer.Option("--hubs", min=3, max=8, help="How many hubs (node processes) to run.")
     ] = 4,
     events: Annotated[
-        int, typer.Option("--events", min=1, max=5000, help="Events each hub appends.")
-    ] = 200,
+        int,
+        typer.Option("--events", min=1, max=5000, help="Profile updates each hub appends."),
+    ] = 50,
     keep: Annotated[
         Path | None,
         typer.Option(help="Build the hubs' data folders in this new folder and keep them."),
     ] = None,
 ) -> None:
-    """Run the demo: hubs as separate processes federate over a NATS cluster, then an audit."""
+    """Run the demo: hubs as separate processes federate over a NATS cluster and share work."""
     from hubnode.demo import run_demo
 
     run_async(run_demo(out, hubs=hubs, events=events, keep=keep))

@@ -2,9 +2,13 @@
 
 Each hub is a separate OS process (``hubnode run``) with its own data folder and its own
 embedded nats-server; the servers join one cluster through routes. The hubs register,
-the first hub admits the others (so every hub comes to trust every other), each hub
-appends a few hundred events, and the demo watches the logs converge. Then one hub's
-export is audited and a tampered copy of it fails the audit.
+the first hub admits the others (so every hub comes to trust every other). Then the hubs
+share work, step by step (``hubnode/demo_scenario.py``): services published at two hubs,
+a skills offer and request, a confirmed time-credit transfer, a tender with a cluster of
+three hubs, its lots and bid, and ratings of a service; each hub also appends profile
+updates in bulk. The demo watches the logs converge, then builds every hub's views from
+its own log and shows that their hashes are identical, and a few lines of each view. Then
+one hub's export is audited and a tampered copy of it fails the audit.
 
 The demo process appends through each hub's own log file (the log is safe for several
 processes: the node picks the new events up and gossips them), and reads every log to
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -34,11 +39,13 @@ from rich.table import Table
 
 from hubnode.audit import audit_file
 from hubnode.config import EmbeddedNats, HubFolder
+from hubnode.demo_scenario import MIN_HUBS, Step, steps, view_lines
 from hubnode.errors import HubnodeError
 from hubnode.events.ids import hub_display, short_hub
 from hubnode.events.network import HubAdmitted, HubProfileUpdated, HubRegistered, Role
 from hubnode.hublog import HublogWriter
-from hubnode.node import read_status
+from hubnode.node import projection_runner, read_status
+from hubnode.projections.runner import ProjectionRunner
 from hubnode.store.log import EventLog, Head
 
 NETWORK: Final = "darlington-csn"
@@ -137,15 +144,15 @@ class _Hub:
 
 
 async def run_demo(
-    out: Console, *, hubs: int = 4, events: int = 200, keep: Path | None = None
+    out: Console, *, hubs: int = 4, events: int = 50, keep: Path | None = None
 ) -> None:
-    """Run the demo with ``hubs`` hubs appending ``events`` events each.
+    """Run the demo with ``hubs`` hubs sharing work and appending ``events`` updates each.
 
     The data folders go to a temporary folder removed at the end, or to ``keep``.
     SIGTERM (like Ctrl-C) stops every node before the demo exits.
     """
-    if not 2 <= hubs <= MAX_HUBS:
-        raise DemoError(f"the demo runs 2 to {MAX_HUBS} hubs, not {hubs}")
+    if not MIN_HUBS <= hubs <= MAX_HUBS:
+        raise DemoError(f"the demo runs {MIN_HUBS} to {MAX_HUBS} hubs, not {hubs}")
     if events < 1:
         raise DemoError(f"each hub appends at least 1 event, not {events}")
     loop = asyncio.get_running_loop()
@@ -230,7 +237,8 @@ class _Demo:
         where = "kept" if self.kept else "removed at the end; keep them with --keep DIR"
         out.print(
             f"[bold]hubnode demo[/] — network {NETWORK!r}: {self.count} hubs, each a separate "
-            f"process with its own nats-server, {self.events} events each\n"
+            f"process with its own nats-server, sharing work; {self.events} profile updates "
+            "each\n"
             f"data folders in {escape(str(self.root))} ({where})\n"
         )
         try:
@@ -240,7 +248,7 @@ class _Demo:
                 stopping = time.monotonic()
                 stopped, killed = await self._stop_nodes()
             how = f"SIGTERM; {killed} killed" if killed else "SIGTERM"
-            out.print(f"4. stopped {stopped} nodes ({how}): {_seconds(stopping)}")
+            out.print(f"7. stopped {stopped} nodes ({how}): {_seconds(stopping)}")
             await self._audit()
         finally:
             await self._close_logs()
@@ -266,19 +274,32 @@ class _Demo:
             f"{self.count - 1}; every hub now trusts all {self.count}: {_seconds(step)}"
         )
 
+        first, *later = steps([h.folder.hub for h in self.hubs])
         step = time.monotonic()
-        await self._append_profile_updates()
+        await asyncio.gather(self._append_profile_updates(), self._append_step(first))
         out.print(
             f"3. appended {self.events} profile updates at each hub in bursts of "
-            f"{min(BURST, self.events)} concurrent appends (one group commit per burst): "
-            f"{_seconds(step)}"
+            f"{min(BURST, self.events)} concurrent appends (one group commit per burst); and "
+            f"the shared work began: {self._said(first)}: {_seconds(step)}"
         )
         step = time.monotonic()
         frontier = await self._own_heads()
         await self._converge(frontier)
         total = sum(head.seq for head in frontier.values())
-        out.print(f"   every hub holds all {total} events: {_seconds(step)}\n")
+        out.print(f"   every hub holds all {total} events: {_seconds(step)}")
+
+        out.print("4. the shared work, each step appended once every hub holds the one before:")
+        for shared in later:
+            step = time.monotonic()
+            await self._append_step(shared)
+            frontier = await self._own_heads()
+            held = functools.partial(self._all_hold, frontier)
+            await self._until(held, CONVERGE_TIMEOUT, "convergence")
+            out.print(f"   {self._said(shared)}: every hub holds it after {_seconds(step)}")
+        total = sum(head.seq for head in frontier.values())
+        out.print(f"   every hub holds all {total} events\n")
         await self._print_table(frontier)
+        await self._show_views()
 
     # -- hubs and nodes -----------------------------------------------------------------
 
@@ -435,6 +456,19 @@ class _Demo:
 
         await asyncio.gather(*(append(h) for h in self.hubs))
 
+    async def _append_step(self, shared: Step) -> None:
+        """Append one step of the shared work: each hub's events in order, hubs at once."""
+
+        async def append(hub: _Hub) -> None:
+            items = [(a.kind, a.body) for a in shared.appends if a.hub == hub.number - 1]
+            if items:
+                await hub.log.append_many(items)
+
+        await asyncio.gather(*(append(h) for h in self.hubs))
+
+    def _said(self, shared: Step) -> str:
+        return escape(shared.what.format(*(h.name for h in self.hubs)))
+
     async def _own_heads(self) -> dict[bytes, Head]:
         """Every hub's head as its own log holds it: what all logs must converge to."""
         heads = {}
@@ -516,6 +550,41 @@ class _Demo:
             f"{NODE_LOG} in each\n"
         )
 
+    async def _show_views(self) -> None:
+        """Build every hub's views from its own log; show their hashes and what they hold."""
+        step = time.monotonic()
+        runners: list[ProjectionRunner] = []
+        try:
+            for hub in self.hubs:
+                runner = projection_runner(hub.folder)
+                runners.append(runner)
+                await asyncio.to_thread(runner.catch_up)
+            names = list(runners[0].projections)
+            hashes = [{name: r.hash(name) for name in names} for r in runners]
+            table = Table("hub", *names)
+            for hub, hashed in zip(self.hubs, hashes, strict=True):
+                table.add_row(escape(hub.name), *(hashed[name][:12] + "…" for name in names))
+            same = all(h == hashes[0] for h in hashes)
+            verdict = "identical on every hub" if same else "[bold red]NOT identical[/]"
+            self.out.print(
+                f"5. every hub's views, built from its own log (projection hashes): {verdict}: "
+                f"{_seconds(step)}"
+            )
+            self.out.print(table)
+            if not same:
+                raise DemoError("the hubs hold the same events but their views differ")
+            reader = self.hubs[2]
+            self.out.print(
+                f"6. what the views show, read at {escape(reader.name)} (hub {reader.number}), "
+                "which published no service:"
+            )
+            for line in view_lines(runners[2], {h.folder.hub: h.name for h in self.hubs}):
+                self.out.print("   " + line, markup=False)
+            self.out.print()
+        finally:
+            for runner in runners:
+                runner.close()
+
     async def _audit(self) -> None:
         hub = self.hubs[0]
         path = self.root / f"hub{hub.number}.hublog"
@@ -526,7 +595,7 @@ class _Demo:
         report = audit_file(path)
         verdict = "[green]verified[/]" if report.ok() else "[bold red]FAILED[/]"
         self.out.print(
-            f"5. {escape(hub.name)} exported its log to {path.name}: {report.records} records of "
+            f"8. {escape(hub.name)} exported its log to {path.name}: {report.records} records of "
             f"{len(report.hubs)} hubs; every signature, chain link and seq — {verdict}"
         )
         if not report.ok():
@@ -539,7 +608,7 @@ class _Demo:
         tampered.write_bytes(bytes(data))
         report = audit_file(tampered)
         verdict = "verified" if report.ok() else "FAILED"
-        self.out.print(f"6. one flipped bit in {tampered.name}: audit {verdict}")
+        self.out.print(f"9. one flipped bit in {tampered.name}: audit {verdict}")
         if report.failures:
             self.out.print(f"   first bad record: {report.failures[0]}", markup=False)
 

@@ -664,10 +664,13 @@ def test_demo_shows_three_verified_hubs_and_catches_tampering(
     result = invoke(runner, "demo", "--hubs", "3", "--events", "10", "--keep", tmp_path / "demo")
     assert result.exit_code == 0, result.output
     names = ("Darlington Advice Hub", "Care Navigators North", "Volunteer Centre")
-    # hub, hub id, events held, same heads, forks
-    rows = table_rows(result.stdout)
+    # The first table: hub, hub id, events held, same heads, forks; then the views' hashes.
+    rows, hashes = table_rows(result.stdout)[:3], table_rows(result.stdout)[3:]
     assert [row[0] for row in rows] == list(names)
     assert [row[3:] for row in rows] == [["✔", "0"]] * 3
+    assert [row[0] for row in hashes] == list(names)
+    assert all(row[1:] == hashes[0][1:] for row in hashes)
+    assert "rated 4.50 (2 ratings)" in result.stdout
     assert "one flipped bit in tampered.hublog: audit FAILED" in result.stdout
     assert re.search(
         r"first bad record: hub:[a-z2-7]{52} seq \d+ at byte offset \d+", result.stdout

@@ -1,9 +1,10 @@
-"""``hubnode demo``: hubs as separate processes federate over one NATS cluster, and stop.
+"""``hubnode demo``: hubs as separate processes federate over one NATS cluster, share work.
 
 Real processes throughout: the installed console script runs the demo, which starts a
 ``hubnode run`` node per hub, each with its own nats-server. Every process the demo starts
 names its hub's data folder on its command line, so ``/proc`` shows what ran and what is
-left over.
+left over. The demo keeps its hubs' data folders (``--keep``), so the test rebuilds each
+hub's views from its log on its own and checks them against what the demo printed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typer.testing import CliRunner
 
 from hubnode import demo
 from hubnode.cli import app
+from hubnode.config import HubFolder
+from hubnode.projections import ProjectionRunner, installed_projections
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/cmdline").exists(), reason="finds processes through /proc (Linux)"
@@ -26,8 +29,13 @@ pytestmark = pytest.mark.skipif(
 
 HUBNODE = Path(sys.executable).parent / "hubnode"
 HUBS, EVENTS = 3, 30
-HELD = HUBS * (1 + EVENTS) + HUBS - 1
+SHARED = 16
+"""The shared work: 5 events (2 services, an offer, a request, a tender), then 4 (a transfer
+proposed, a cluster formed, 2 ratings), 3 (the transfer confirmed, 2 joins), 4 (3 lots
+assigned, a bid)."""
+HELD = HUBS * (1 + EVENTS) + HUBS - 1 + SHARED
 """Each hub registers and appends EVENTS updates; hub 1 also admits the other hubs."""
+PROJECTIONS = ["network", "directory", "skills", "tenders", "feedback"]
 
 
 def processes_naming(path: Path) -> dict[int, str]:
@@ -46,13 +54,17 @@ def processes_naming(path: Path) -> dict[int, str]:
     return found
 
 
-def table_rows(text: str) -> list[list[str]]:
-    """The body cells of the rich tables in ``text``."""
-    return [
-        [cell.strip() for cell in line.split("│")[1:-1]]
-        for line in text.splitlines()
-        if line.startswith("│")
-    ]
+def tables(text: str) -> list[list[list[str]]]:
+    """The body cells of each rich table in ``text``: tables, rows, cells."""
+    found: list[list[list[str]]] = []
+    in_table = False
+    for line in text.splitlines():
+        if line.startswith("│"):
+            if not in_table:
+                found.append([])
+            found[-1].append([cell.strip() for cell in line.split("│")[1:-1]])
+        in_table = line.startswith("│")
+    return found
 
 
 async def run_demo_watching(root: Path, *args: str) -> tuple[int, str, str, dict[int, str]]:
@@ -95,12 +107,52 @@ async def test_demo_federates_hub_processes_over_a_nats_cluster_and_stops_them(
     assert processes_naming(root) == {}, "the demo left processes running"
 
     # hub, hub id, events held, same heads, forks: every hub holds everything, no fork.
-    rows = table_rows(out)
+    rows, hashes = tables(out)
     assert [row[0] for row in rows] == [p.name for p in demo.PROFILES[:HUBS]]
     assert all(re.fullmatch(r"hub:[a-z2-7]{10}…", row[1]) for row in rows)
     assert [row[2:] for row in rows] == [[str(HELD), "✔", "0"]] * HUBS
     assert f"every hub holds all {HELD} events" in out
     assert f"stopped {HUBS} nodes (SIGTERM)" in out
+
+    # Every hub's views hash the same, and so do views built afresh from each kept log.
+    assert "views, built from its own log (projection hashes): identical on every hub" in out
+    assert [row[0] for row in hashes] == [p.name for p in demo.PROFILES[:HUBS]]
+    assert all(re.fullmatch(r"[0-9a-f]{12}…", cell) for row in hashes for cell in row[1:])
+    assert all(row[1:] == hashes[0][1:] for row in hashes)
+    for n, row in enumerate(hashes, 1):
+        folder = HubFolder.open(root / f"hub{n}")
+        fresh = ProjectionRunner(
+            folder.log_path, tmp_path / f"views{n}.sqlite", installed_projections()
+        )
+        fresh.catch_up()
+        assert [fresh.hash(name)[:12] + "…" for name in PROJECTIONS] == row[1:]
+        fresh.close()
+
+    # A few lines of each view, read at hub 3, which published neither service.
+    advice, navigators, volunteers = (p.name for p in demo.PROFILES[:3])
+    for line in (
+        "what the views show, read at Volunteer Centre (hub 3), which published no service:",
+        "directory search --area DL3:",
+        f"Carers' café — {navigators} (carers, community); free; not rated yet",
+        f"Debt and benefits advice — {advice} (debt, benefits, advice); free; "
+        "rated 4.50 (2 ratings)",
+        f"skills match: 'Help with benefit forms' offered by {advice} ↔ "
+        f"'Help for carers with PIP forms' requested by {navigators} "
+        "(tags form-filling; districts DL3)",
+        f"time credits: 3 h from {navigators} to {advice}, confirmed",
+        f"balances: {advice} +3 h, {navigators} -3 h",
+        f"'Community support and advice, 2027-2029' for Darlington Borough Council, "
+        f"240,000 GBP, shared by {volunteers}",  # the last of the 3 hubs shared it
+        f"cluster dl-support led by {advice}: {advice}, ",
+        f"lot-1 'Advice and debt casework' → {advice}",
+        f"lot-2 'Support for unpaid carers' → {navigators}",
+        f"lot-3 'Volunteer transport' → {volunteers}",
+        "bid for lots lot-1, lot-2, lot-3: 232,000 GBP",
+        f"feedback: Debt and benefits advice of {advice}: 4.50 (2 ratings)",
+    ):
+        assert line in out, line
+    (members,) = re.findall(r"cluster dl-support led by [^:]+: (.*)", out)
+    assert sorted(members.split(", ")) == sorted([advice, navigators, volunteers])
 
     assert f"hub1.hublog: {HELD} records of {HUBS} hubs" in out and "— verified" in out
     assert "one flipped bit in tampered.hublog: audit FAILED" in out
@@ -120,7 +172,7 @@ async def test_demo_federates_hub_processes_over_a_nats_cluster_and_stops_them(
 
 
 def test_demo_removes_its_temporary_folders(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["demo", "--hubs", "2", "--events", "5"])
+    result = CliRunner().invoke(app, ["demo", "--hubs", "3", "--events", "5"])
     assert result.exit_code == 0, result.output
     match = re.search(r"data folders in (\S+) \(removed at the end", result.stdout)
     assert match, result.stdout
@@ -136,7 +188,7 @@ def test_demo_fails_clearly_and_stops_every_node_when_hubs_do_not_converge(
     # Trust takes a few gossip rounds; 50 ms is never enough.
     monkeypatch.setattr(demo, "TRUST_TIMEOUT", 0.05)
     root = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", "--hubs", "2", "--events", "5", "--keep", root])
+    result = CliRunner().invoke(app, ["demo", "--hubs", "3", "--events", "5", "--keep", root])
     assert result.exit_code == 1
     assert "no trust between all hubs within 0 s" in result.stderr
     # The error shows what each hub holds and the end of each node's log.
@@ -151,7 +203,7 @@ def test_demo_fails_clearly_and_stops_every_node_when_hubs_do_not_converge(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--hubs", "1"], "'--hubs': Input should be greater than or equal to 2"),
+        (["--hubs", "2"], "'--hubs': Input should be greater than or equal to 3"),
         (["--hubs", "9"], "'--hubs': Input should be less than or equal to 8"),
         (["--events", "0"], "'--events': Input should be greater than or equal to 1"),
     ],

@@ -499,3 +499,23 @@ def test_open_now_uses_weekly_hours() -> None:
     assert open_at(service, dt.datetime(2026, 11, 28, 10, 0))
     assert not open_at(service, dt.datetime(2026, 11, 28, 12, 0))
     assert not open_at(service, dt.datetime(2026, 11, 27, 11, 0))
+
+
+def test_search_shows_each_services_ratings_from_the_feedback_view(hub: Path) -> None:
+    assert run("service", "publish", "--data", hub, *PUBLISH).exit_code == 0
+    other = ("--id", "counselling", "--org", "Mind", "--name", "Counselling",
+             "--description", "Talking therapy.", "--category", "mental-health")  # fmt: skip
+    assert run("service", "publish", "--data", hub, *other).exit_code == 0
+    hub_id = run("id", "--data", hub).stdout.strip()
+    for rating in ("5", "4", "4"):
+        rated = run("feedback", "submit", "--data", hub, "--service", f"{hub_id}:debt-advice",
+                    "--rating", rating)  # fmt: skip
+        assert rated.exit_code == 0, rated.output
+
+    found = {s["id"]: (s["ratings"], s["average_rating"]) for s in search(hub)}
+    assert found == {"debt-advice": (3, 4.33), "counselling": (0, None)}
+    table = run("directory", "search", "--data", hub)
+    assert table.exit_code == 0, table.output
+    rows = {line.split("│")[2].strip(): line.split("│")[-2].strip()
+            for line in table.stdout.splitlines() if line.startswith("│")}  # fmt: skip
+    assert rows == {"Debt advice": "4.33 (3 ratings)", "Counselling": "-"}
