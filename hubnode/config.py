@@ -18,6 +18,7 @@ import msgspec
 from hubnode.crypto import SigningKey
 from hubnode.errors import ConfigError
 from hubnode.events.envelope import Net
+from hubnode.events.fields import HubId
 from hubnode.events.ids import hub_display, parse_hub
 from hubnode.store.log import EventLog
 
@@ -35,11 +36,9 @@ _HEADER: Final = """\
 
 """
 
-HubIdText = Annotated[str, msgspec.Meta(pattern=r"^hub:[a-z2-7]{52}\Z")]
-
 
 class TrustedHub(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    id: HubIdText
+    id: HubId
     name: str = ""
 
 
@@ -66,7 +65,7 @@ class EmbeddedNats(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
     network: Net
-    hub_id: HubIdText
+    hub_id: HubId
     nats_url: str = EMBEDDED
     admit_threshold: Annotated[int, msgspec.Meta(ge=1)] = 1
     heads_interval: Annotated[float, msgspec.Meta(ge=0.1, le=300)] = 2.0

@@ -286,3 +286,21 @@ def test_a_fresh_registry_does_not_know_the_network_kinds():
     registry.register("test.note", Note)
     assert "hub.registered" not in registry
     assert "test.note" not in KINDS
+
+
+def test_a_hub_id_has_exactly_one_spelling_in_every_body() -> None:
+    # 32 bytes fill 51 base32 characters and one bit of the 52nd: only "a" or "q" can end a
+    # real id. Any other ending would let one key travel under several spellings.
+    import base64
+    import os
+
+    from hubnode.events.fields import HubId
+    from hubnode.events.ids import hub_display
+
+    ends = {hub_display(os.urandom(32))[-1] for _ in range(200)}
+    assert ends == {"a", "q"}
+    good = hub_display(base64.b32decode("A" * 56)[:32])
+    assert msgspec.convert(good, HubId) == good
+    for bad in (good[:-1] + "b", good.upper(), good + "\n"):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert(bad, HubId)

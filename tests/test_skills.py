@@ -214,7 +214,7 @@ BAD_HUB = "hub:" + "a" * 51 + "b"  # matches the pattern, but the last character
         ("time.transfer_proposed", {"seconds": -60}, "seconds"),
         ("time.transfer_proposed", {"seconds": 1.5}, "seconds"),
         ("time.transfer_proposed", {"to_hub": HUB_A}, "two different hubs"),
-        ("time.transfer_proposed", {"from_hub": BAD_HUB}, "non-canonical"),
+        ("time.transfer_proposed", {"from_hub": BAD_HUB}, "$.from_hub"),
         ("time.transfer_proposed", {"offer": {"hub": HUB_B}}, "id"),
         ("time.transfer_confirmed", {"proposer": "hub:nope"}, "proposer"),
         ("time.transfer_reversed", {"reason": ""}, "reason"),

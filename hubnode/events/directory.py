@@ -19,6 +19,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from hubnode.events.fields import HubId, unique
 from hubnode.events.kinds import KINDS, Body
 
 CATEGORIES: Final[dict[str, str]] = {
@@ -46,7 +47,6 @@ DAYS: Final[tuple[Day, ...]] = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 CapacityStatus = Literal["accepting", "waitlist", "no-capacity"]
 CAPACITY_STATUSES: Final[tuple[CapacityStatus, ...]] = ("accepting", "waitlist", "no-capacity")
 
-HubId = Annotated[str, msgspec.Meta(pattern=r"^hub:[a-z2-7]{52}\Z", description="hub:… id")]
 ServiceId = Annotated[
     str,
     msgspec.Meta(
@@ -115,7 +115,7 @@ class WeeklyHours(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     note: Label = ""
 
     def __post_init__(self) -> None:
-        _unique("days", self.days)
+        unique("days", self.days)
         if self.opens >= self.closes:
             raise ValueError(f"opens {self.opens} must be before closes {self.closes}")
 
@@ -235,11 +235,6 @@ UPDATABLE: Final[tuple[str, ...]] = tuple(
 )
 
 
-def _unique(what: str, items: tuple[str, ...]) -> None:
-    if len(set(items)) != len(items):
-        raise ValueError(f"{what} must not repeat: {list(items)}")
-
-
 def _check_lists(
     categories: tuple[str, ...] | None,
     languages: tuple[str, ...] | None,
@@ -247,7 +242,7 @@ def _check_lists(
 ) -> None:
     for what, items in (("categories", categories), ("languages", languages), ("areas", areas)):
         if items is not None:
-            _unique(what, items)
+            unique(what, items)
 
 
 KINDS.register("service.published", ServicePublished)

@@ -17,9 +17,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from hubnode.events.ids import parse_hub
+from hubnode.events.fields import HubId
 from hubnode.events.kinds import KINDS, Body
-from hubnode.events.network import HubId
 
 Grade = Literal["A", "B", "C", "D"]
 GRADES: tuple[Grade, ...] = ("A", "B", "C", "D")
@@ -62,9 +61,6 @@ class ServiceRef(msgspec.Struct, frozen=True, kw_only=True):
 
     hub: HubId
     id: ServiceId
-
-    def __post_init__(self) -> None:
-        parse_hub(self.hub)  # the pattern lets through a few non-canonical base32 endings
 
 
 class AspectGrade(msgspec.Struct, frozen=True, kw_only=True):

@@ -12,12 +12,12 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from hubnode.events.fields import HubId, unique
 from hubnode.events.kinds import KINDS, Body
 
 Role = Literal["gateway", "direct-delivery", "follow-up", "advocacy", "new-services"]
 ROLES: tuple[Role, ...] = ("gateway", "direct-delivery", "follow-up", "advocacy", "new-services")
 
-HubId = Annotated[str, msgspec.Meta(pattern=r"^hub:[a-z2-7]{52}\Z", description="hub:… id")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
 Line = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Note = Annotated[str, msgspec.Meta(max_length=2000)]
@@ -33,7 +33,7 @@ class HubRegistered(Body, frozen=True, kw_only=True):
     contact: Line
 
     def __post_init__(self) -> None:
-        _unique_roles(self.roles)
+        unique("roles", self.roles)
 
 
 class HubAdmitted(Body, frozen=True, kw_only=True):
@@ -54,16 +54,11 @@ class HubProfileUpdated(Body, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         if self.roles is not None:
-            _unique_roles(self.roles)
+            unique("roles", self.roles)
         if (self.name, self.roles, self.area, self.contact) == (None, None, None, None):
             raise ValueError(
                 "a profile update must change at least one of name, roles, area, contact"
             )
-
-
-def _unique_roles(roles: tuple[Role, ...]) -> None:
-    if len(set(roles)) != len(roles):
-        raise ValueError(f"roles must not repeat: {list(roles)}")
 
 
 KINDS.register("hub.registered", HubRegistered)

@@ -20,9 +20,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from hubnode.events.ids import parse_hub
+from hubnode.events.fields import HubId, unique
 from hubnode.events.kinds import KINDS, Body
-from hubnode.events.network import HubId
 
 Ocid = Annotated[
     str,
@@ -104,9 +103,9 @@ class TenderShared(Body, frozen=True, kw_only=True):
     status: Status = "active"
 
     def __post_init__(self) -> None:
-        _unique("lot ids", [lot.id for lot in self.lots])
-        _unique("categories", self.categories)
-        _unique("area districts", self.area)
+        unique("lot ids", [lot.id for lot in self.lots])
+        unique("categories", self.categories)
+        unique("area districts", self.area)
 
 
 class TenderUpdated(Body, frozen=True, kw_only=True):
@@ -126,11 +125,11 @@ class TenderUpdated(Body, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         if self.lots is not None:
-            _unique("lot ids", [lot.id for lot in self.lots])
+            unique("lot ids", [lot.id for lot in self.lots])
         if self.categories is not None:
-            _unique("categories", self.categories)
+            unique("categories", self.categories)
         if self.area is not None:
-            _unique("area districts", self.area)
+            unique("area districts", self.area)
         changed = [f for f in UPDATABLE if getattr(self, f) is not None]
         if not changed:
             raise ValueError(f"a tender update must change at least one of {', '.join(UPDATABLE)}")
@@ -159,7 +158,7 @@ class ClusterFormed(Body, frozen=True, kw_only=True):
     """The lots the cluster will bid for; empty means not said (any lot of the tender)."""
 
     def __post_init__(self) -> None:
-        _unique("lots", self.lots)
+        unique("lots", self.lots)
 
 
 class ClusterJoined(Body, frozen=True, kw_only=True):
@@ -167,9 +166,6 @@ class ClusterJoined(Body, frozen=True, kw_only=True):
 
     lead: HubId
     cluster: ClusterId
-
-    def __post_init__(self) -> None:
-        _hub("lead", self.lead)
 
 
 class LotAssigned(Body, frozen=True, kw_only=True):
@@ -179,10 +175,6 @@ class LotAssigned(Body, frozen=True, kw_only=True):
     cluster: ClusterId
     lot: LotId
     member: HubId
-
-    def __post_init__(self) -> None:
-        _hub("lead", self.lead)
-        _hub("member", self.member)
 
 
 class BidSubmitted(Body, frozen=True, kw_only=True):
@@ -194,8 +186,7 @@ class BidSubmitted(Body, frozen=True, kw_only=True):
     value: Value
 
     def __post_init__(self) -> None:
-        _hub("lead", self.lead)
-        _unique("lots", self.lots)
+        unique("lots", self.lots)
 
 
 class AwardRecorded(Body, frozen=True, kw_only=True):
@@ -214,21 +205,7 @@ class AwardRecorded(Body, frozen=True, kw_only=True):
             raise ValueError("an award to a cluster names both lead and cluster")
         if (self.cluster is None) == (self.supplier is None):
             raise ValueError("an award names either a cluster (lead and cluster) or a supplier")
-        if self.lead is not None:
-            _hub("lead", self.lead)
-        _unique("lots", self.lots)
-
-
-def _unique(what: str, values: tuple[str, ...] | list[str]) -> None:
-    if len(set(values)) != len(values):
-        raise ValueError(f"{what} must not repeat: {list(values)}")
-
-
-def _hub(field: str, text: str) -> None:
-    try:
-        parse_hub(text)
-    except ValueError as e:
-        raise ValueError(f"{field}: {e}") from None
+        unique("lots", self.lots)
 
 
 KINDS.register("tender.shared", TenderShared)

@@ -1,0 +1,21 @@
+"""Field types and checks shared by the body Structs of every area."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Final
+
+import msgspec
+
+HUB_ID_PATTERN: Final = r"^hub:[a-z2-7]{51}[aq]\Z"
+"""The display form of a hub id, exactly: 32 bytes are 256 bits, so the 52nd base32
+character carries one bit and four zero bits — only ``a`` or ``q`` can end a real id. A
+looser pattern would let one key travel under several spellings."""
+
+HubId = Annotated[str, msgspec.Meta(pattern=HUB_ID_PATTERN, description="hub:… id")]
+
+
+def unique(what: str, values: Sequence[str]) -> None:
+    """Raise ValueError (a body validation error) if ``values`` repeat."""
+    if len(set(values)) != len(values):
+        raise ValueError(f"{what} must not repeat: {list(values)}")
