@@ -20,6 +20,7 @@ from typer.testing import CliRunner, Result
 
 from hubnode import HubFolder, SigningKey
 from hubnode.cli import app
+from hubnode.commands.tenders import ocds_compiled, ocds_release
 from hubnode.errors import InvalidEvent
 from hubnode.events.ids import hub_display
 from hubnode.events.kinds import KINDS
@@ -621,3 +622,112 @@ def test_a_watch_shows_new_and_changed_tenders_once(cli: CliRunner, tmp_path: Pa
         w["id"]
         for w in json.loads(ok(cli, "tender", "watch", "list", "--data", b, "--json").stdout)
     ] == [2]
+
+
+# -- OCDS record packages -----------------------------------------------------------------
+
+
+def ocds_record_errors(document: Any) -> list[str]:
+    """Errors against the OCDS 1.1 record package schema (lots extension), refs resolved locally."""
+    schemas = shared_fixture("ocds-1.1", "schema")
+    release = json.loads((schemas / "release-schema.json").read_text())
+    lots = json.loads(shared_fixture("ocds-lots-extension", "release-schema.json").read_text())
+    package = json.loads((schemas / "record-package-schema.json").read_text())
+    versioned = json.loads((schemas / "versioned-release-validation-schema.json").read_text())
+    registry: Registry[Any] = Registry().with_resources(
+        (s["id"], Resource.from_contents(s, default_specification=DRAFT4))
+        for s in (merge_patch(release, lots), package, versioned)
+    )
+    validator = Draft4Validator(
+        package, registry=registry, format_checker=Draft4Validator.FORMAT_CHECKER
+    )
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(document)
+    ]
+
+
+def test_the_record_validator_checks_embedded_and_compiled_releases_with_lots() -> None:
+    example = json.loads(shared_fixture("ocds-1.1", "examples", "tender.json").read_text())
+    [release] = example["releases"]
+    record = {"ocid": release["ocid"], "releases": [release], "compiledRelease": release}
+    package = {k: example[k] for k in ("uri", "version", "publisher", "publishedDate")}
+    package["records"] = [record]
+    assert ocds_record_errors(package) == []
+    record["compiledRelease"] = {**release, "tender": {"lots": [{"title": "no id"}]}}
+    assert any("'id' is a required property" in e for e in ocds_record_errors(package))
+
+
+def test_the_compiled_release_merges_releases_in_date_order() -> None:
+    first = {
+        "ocid": T1,
+        "id": "r1",
+        "date": "2030-01-01T00:00:00Z",
+        "tag": ["tender"],
+        "tender": {
+            "title": "Home care",
+            "description": "old",
+            "lots": [{"id": "L1", "title": "North"}, {"id": "L2", "title": "South"}],
+        },
+        "parties": [{"id": "p1", "name": "Council", "roles": ["buyer", "payer"]}],
+    }
+    second = {
+        "ocid": T1,
+        "id": "r2",
+        "date": "2030-02-01T00:00:00Z",
+        "tag": ["award"],
+        "tender": {"description": None, "lots": [{"id": "L2", "title": "South+"}, {"id": "L3"}]},
+        "parties": [{"id": "p1", "roles": ["buyer"]}],
+        "awards": [{"id": "a1", "relatedLots": ["L1"]}],
+    }
+    for releases in ([first, second], [second, first]):  # input order does not matter
+        assert ocds_compiled(releases) == {
+            "ocid": T1,
+            "id": f"{T1}-2030-02-01T00:00:00Z",
+            "date": "2030-02-01T00:00:00Z",
+            "tag": ["compiled"],
+            "tender": {
+                "title": "Home care",
+                "lots": [
+                    {"id": "L1", "title": "North"},
+                    {"id": "L2", "title": "South+"},
+                    {"id": "L3"},
+                ],
+            },
+            "parties": [{"id": "p1", "name": "Council", "roles": ["buyer"]}],
+            "awards": [{"id": "a1", "relatedLots": ["L1"]}],
+        }
+    assert first["tender"]["description"] == "old"  # the inputs are left as they were
+
+
+def test_export_writes_a_record_package_whose_compiled_release_is_the_view(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    a, _ = new_hub(cli, tmp_path / "a", "Hub A")
+    out_file = tmp_path / "records.json"
+    export = ("tender", "export", "--data", a, "--out", out_file)
+    refused(cli, *export, "--package", "bundle", says="--package")
+    ok(cli, "tender", "share", "--data", a, *SHARE, "--ocid", T1)
+    ok(cli, "tender", "share", "--data", a, *SHARE[:-6], "--ocid", T2)
+    award = ("award", "record", "--data", a, "--tender", T1, "--amount", "50000")
+    ok(cli, *award, "--lot", "L2", "--supplier", "South Care Ltd", "--awarded-on", "2030-04-01")
+    ok(cli, "tender", "update", T1, "--data", a, "--title", "Home care 2030")
+
+    ok(cli, *export, "--package", "record")
+    package = json.loads(out_file.read_text())
+    assert ocds_record_errors(package) == []
+    assert ocds_errors(package) != []  # it is not a release package
+    assert [r["ocid"] for r in package["records"]] == [T1, T2]
+    for record in package["records"]:
+        expected = ocds_release(show(cli, a, record["ocid"]))
+        assert record["releases"] == [expected]
+        compiled = record["compiledRelease"]
+        assert compiled["tag"] == ["compiled"] and compiled["date"] == expected["date"]
+        assert compiled["id"] == f"{record['ocid']}-{expected['date']}"
+        assert {k: v for k, v in compiled.items() if k not in ("id", "tag")} == {
+            k: v for k, v in expected.items() if k not in ("id", "tag")
+        }
+    compiled = package["records"][0]["compiledRelease"]
+    assert compiled["tender"]["title"] == "Home care 2030"
+    assert compiled["awards"][0]["relatedLots"] == ["L2"]
+    assert compiled["awards"][0]["suppliers"][0]["name"] == "South Care Ltd"

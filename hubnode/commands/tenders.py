@@ -708,23 +708,106 @@ def ocds_package(tenders: list[dict[str, Any]], publisher: str, uri: str) -> dic
     }
 
 
+def _merge(old: Any, new: Any) -> Any:
+    """OCDS 1.1 merge of one value over another, for the fields hubnode emits.
+
+    Objects merge field by field (a null removes the field); arrays whose items are all objects
+    with an ``id`` merge item by item on that ``id`` (new ids append); any other value, including
+    other arrays, replaces the earlier one. (hubnode emits none of the ``wholeListMerge`` fields.)
+    """
+    if isinstance(new, dict):
+        merged = dict(old) if isinstance(old, dict) else {}
+        for key, value in new.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = _merge(merged.get(key), value)
+        return merged
+    if isinstance(new, list) and new and all(isinstance(x, dict) and "id" in x for x in new):
+        by_id: dict[str, Any] = {}
+        if isinstance(old, list) and all(isinstance(x, dict) and "id" in x for x in old):
+            by_id = {str(x["id"]): x for x in old}
+        for item in new:
+            by_id[str(item["id"])] = _merge(by_id.get(str(item["id"])), item)
+        return list(by_id.values())
+    if isinstance(new, list):
+        return [_merge(None, x) for x in new]
+    return new
+
+
+def _by_date(releases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Releases oldest first (dates are all UTC ``...Z``, so text order is time order)."""
+    return sorted(releases, key=lambda r: (r["date"], r["id"]))
+
+
+def ocds_compiled(releases: list[dict[str, Any]]) -> dict[str, Any]:
+    """The compiled release of one ocid: its releases merged in date order (OCDS 1.1 rules).
+
+    ``id``, ``date`` and ``tag`` are omitted when merging; the compiled release takes the latest
+    date, the id ``<ocid>-<date>`` and the tag ``compiled``.
+    """
+    ordered = _by_date(releases)
+    merged: dict[str, Any] = {}
+    for release in ordered:
+        merged = _merge(
+            merged, {k: v for k, v in release.items() if k not in ("id", "date", "tag")}
+        )
+    ocid, when = ordered[-1]["ocid"], ordered[-1]["date"]
+    return {"ocid": ocid, "id": f"{ocid}-{when}", "date": when, "tag": ["compiled"], **merged}
+
+
+def ocds_record_package(tenders: list[dict[str, Any]], publisher: str, uri: str) -> dict[str, Any]:
+    """An OCDS 1.1 record package: per ocid, its releases (embedded, oldest first) and the
+    compiled release."""
+    by_ocid: dict[str, list[dict[str, Any]]] = {}
+    for release in (ocds_release(t) for t in tenders):
+        by_ocid.setdefault(release["ocid"], []).append(release)
+    records = [
+        {
+            "ocid": ocid,
+            "releases": _by_date(releases),
+            "compiledRelease": ocds_compiled(releases),
+        }
+        for ocid, releases in by_ocid.items()
+    ]
+    return {
+        "uri": uri,
+        "version": "1.1",
+        "publishedDate": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "publisher": {"name": publisher},
+        "extensions": [LOTS_EXTENSION],
+        "records": records,
+    }
+
+
 @tender_app.command("export")
 def tender_export(
     data: DataOpt,
     out_file: Annotated[Path, typer.Option("--out", "-o", help="The JSON file to write.")],
     format_: Annotated[str, typer.Option("--format", help="Only ocds for now.")] = "ocds",
+    package_type: Annotated[
+        str,
+        typer.Option(
+            "--package",
+            help="release: one release per tender; record: one record per ocid with its "
+            "releases and compiled release.",
+        ),
+    ] = "release",
 ) -> None:
-    """Write the tenders as an OCDS 1.1 release package (lots extension), one release each."""
+    """Write the tenders as an OCDS 1.1 release or record package (lots extension)."""
     if format_ != "ocds":
         fail(f"--format {format_!r} is not known; use --format ocds", 2)
+    if package_type not in ("release", "record"):
+        fail(f"--package {package_type!r} is not known; use --package release or record", 2)
     folder, tenders = _view(data)
     if not tenders:
-        fail("no tenders in this hub's view: an OCDS release package needs at least one")
-    package = ocds_package(tenders, folder.config.name, f"urn:hubnode:{folder.config.hub_id}")
+        fail(f"no tenders in this hub's view: an OCDS {package_type} package needs at least one")
+    make = ocds_record_package if package_type == "record" else ocds_package
+    package = make(tenders, folder.config.name, f"urn:hubnode:{folder.config.hub_id}")
     tmp = out_file.with_name(out_file.name + ".tmp")
     tmp.write_text(json.dumps(package, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, out_file)
-    out.print(f"wrote {len(tenders)} releases to {out_file}")
+    out.print(f"wrote {len(tenders)} {package_type}s to {out_file}")
 
 
 # -- watches ------------------------------------------------------------------------------
