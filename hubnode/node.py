@@ -134,15 +134,19 @@ class Node:
         assert self.log is not None and self.projections is not None
         runner, log_ = self.projections, self.log
         while True:
+            # Listen before catching up: an event stored while catch_up runs must wake the
+            # next round at once, not wait for the poll.
+            changed = asyncio.ensure_future(log_.wait_changed())
             # Shielded: a stop must let the worker thread finish before closing its database.
             self._catching_up = asyncio.ensure_future(asyncio.to_thread(runner.catch_up))
             try:
                 await asyncio.shield(self._catching_up)
             except HubnodeError as e:
                 log.warning("projections: %s", e)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(PROJECTION_POLL):
-                    await log_.wait_changed()
+            try:
+                await asyncio.wait([changed], timeout=PROJECTION_POLL)
+            finally:
+                changed.cancel()
 
     async def _status_loop(self) -> None:
         while True:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+from functools import lru_cache
 
 HUB_PREFIX = "hub:"
 _HUB_B32_LEN = 52  # base32 of 32 bytes, without padding
 
 
+@lru_cache(maxsize=4096)  # a network has few hubs; projections and logs ask constantly
 def hub_display(hub: bytes) -> str:
     """``hub:`` + lower-case, unpadded base32 of the 32-byte root key."""
     return HUB_PREFIX + base64.b32encode(hub).decode("ascii").rstrip("=").lower()
 
 
+@lru_cache(maxsize=4096)
 def parse_hub(text: str) -> bytes:
     """The 32-byte hub id in ``text`` (``hub:…``); ValueError saying what is wrong."""
     value = text.strip()

@@ -52,10 +52,12 @@ class DirectoryProjection(Projection):
         "data TEXT NOT NULL, withdrawn INTEGER NOT NULL, withdrawn_reason TEXT NOT NULL, "
         "published_seq INTEGER NOT NULL, updated_seq INTEGER NOT NULL, "
         "PRIMARY KEY (publisher, service)",
+        # The primary keys serve search (by category, by district); the UNIQUE keys index
+        # the same rows by service, for replacing a service's rows on each update.
         "categories": "publisher BLOB NOT NULL, service TEXT NOT NULL, category TEXT NOT NULL, "
-        "PRIMARY KEY (category, publisher, service)",
+        "PRIMARY KEY (category, publisher, service), UNIQUE (publisher, service, category)",
         "areas": "publisher BLOB NOT NULL, service TEXT NOT NULL, district TEXT NOT NULL, "
-        "PRIMARY KEY (district, publisher, service)",
+        "PRIMARY KEY (district, publisher, service), UNIQUE (publisher, service, district)",
         "capacity": "publisher BLOB NOT NULL, service TEXT NOT NULL, status TEXT NOT NULL, "
         "as_of TEXT NOT NULL, note TEXT NOT NULL, seq INTEGER NOT NULL, "
         "PRIMARY KEY (publisher, service)",

@@ -190,6 +190,9 @@ class Gossip:
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
                     connect_timeout=2,
+                    # Nothing this node publishes is news to it (its own events, heads,
+                    # proofs, requests); another process with the same key still gets through.
+                    no_echo=True,
                     # A clean stop flushes what is queued, but never waits long for it:
                     # heads and sync recover anything a peer missed.
                     drain_timeout=2,
