@@ -568,3 +568,16 @@ def test_an_honest_network_always_converges_to_the_highest_heads(
     assert {h: s for h, (s, _) in core.local.items()} == expected
     assert core.behind() == {}
     assert fetched == missing
+
+
+def test_an_answered_fetch_is_not_taken_for_lost_while_it_is_ingested() -> None:
+    # Under load a reply can wait behind other ingest work for longer than the lost-report
+    # guard; once answered, the guard counts from the answer, so nothing is fetched twice.
+    hub, peer = b"H" * 32, b"P" * 32
+    core = SyncCore(b"O" * 32, SyncLimits(timeout=3.0))
+    (fetch,) = core.on_peer_heads(peer, {hub: (10, b"i" * 32)}, 0.0)
+    core.on_answered(fetch, 5.0)
+    assert core.on_tick(8.0) == []  # 8 s after sending, but only 3 s after the answer
+    assert core.state(hub) is FetchState.FETCHING
+    core.on_tick(11.5)  # 6.5 s after the answer: the guard fires after all
+    assert core.state(hub) is FetchState.BACKOFF

@@ -152,6 +152,16 @@ class SyncCore:
             state.check_seq, state.check_peer = mismatch_seq - 1, fetch.peer
         return self._plan(now)
 
+    def on_answered(self, fetch: Fetch, now: float) -> None:
+        """The reply to ``fetch`` arrived and is being ingested: not lost.
+
+        The lost-report guard in :meth:`on_tick` then counts from now, so a reply queued
+        behind other ingest work under load is not taken for a lost one and fetched again.
+        """
+        state = self._hubs.get(fetch.hub)
+        if state is not None and state.request == fetch:
+            state.sent_at = now
+
     def on_failure(self, fetch: Fetch, now: float) -> list[Fetch]:
         """``fetch`` timed out, found no responder, or came back unusable."""
         state = self._hubs.get(fetch.hub)

@@ -487,6 +487,7 @@ class Gossip:
                 m.encoder.encode(request),
                 timeout=self.core.limits.timeout,
             )
+            self.core.on_answered(fetch, self._clock())
             records = m.records_decoder.decode(reply.data)
         except (nats.errors.Error, TimeoutError, msgspec.DecodeError) as e:
             self.counters.fetch_failures += 1
