@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from hubnode import EventLog, SigningKey
+from hubnode import EventLog, SigningKey, Status
 from hubnode.events.network import HubProfileUpdated, HubRegistered
+from hubnode.projections import Projection, ProjectionRunner
 from hubnode.testing import ChainWriter
 
 if TYPE_CHECKING:
@@ -46,6 +48,27 @@ def chain(n: int, key: SigningKey | None = None, net: str = NET) -> tuple[ChainW
     records = [writer.next("hub.registered", registered())]
     records += [writer.next("hub.profile_updated", update(i)) for i in range(2, n + 1)]
     return writer, records
+
+
+def build_view(
+    tmp: Path, records: Sequence[bytes], projection: type[Projection]
+) -> ProjectionRunner:
+    """A log holding ``records`` (ingested one by one, in that order; each must be accepted)
+    and a caught-up runner of ``projection`` over it."""
+
+    async def fill() -> None:
+        log = await EventLog.open(tmp / "log.sqlite3", net=NET, key=SigningKey.generate())
+        try:
+            for raw in records:
+                (outcome,) = await log.ingest([raw])
+                assert outcome.status is Status.ACCEPTED, outcome
+        finally:
+            await log.close()
+
+    asyncio.run(fill())
+    runner = ProjectionRunner(tmp / "log.sqlite3", tmp / "views.sqlite3", [projection])
+    runner.catch_up()
+    return runner
 
 
 @pytest.fixture

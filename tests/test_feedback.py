@@ -39,6 +39,8 @@ from hubnode.projections.feedback import (
 )
 from hubnode.testing import ChainWriter
 
+from .conftest import build_view
+
 NET = "test-net"
 HUB_ID = re.compile(r"hub:[a-z2-7]{52}")
 
@@ -47,20 +49,8 @@ HUB_ID = re.compile(r"hub:[a-z2-7]{52}")
 
 
 def build(tmp: Path, records: Sequence[bytes]) -> ProjectionRunner:
-    """A log holding ``records`` (ingested in that order) and a caught-up feedback view."""
-
-    async def fill() -> None:
-        log = await EventLog.open(tmp / "log.sqlite3", net=NET, key=SigningKey.generate())
-        try:
-            for raw in records:
-                (outcome,) = await log.ingest([raw])
-                assert outcome.status is Status.ACCEPTED, outcome
-        finally:
-            await log.close()
-
-    asyncio.run(fill())
-    runner = ProjectionRunner(tmp / "log.sqlite3", tmp / "views.sqlite3", [FeedbackProjection])
-    runner.catch_up()
+    """A log holding ``records`` (ingested in that order) and a caught-up view."""
+    runner = build_view(tmp, records, FeedbackProjection)
     return runner
 
 

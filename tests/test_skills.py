@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
-from hubnode import EventLog, HubFolder, SigningKey, Status
+from hubnode import HubFolder
 from hubnode.cli import app
 from hubnode.errors import InvalidEvent
 from hubnode.events.ids import hub_display
@@ -32,6 +32,8 @@ from hubnode.projections import ProjectionRunner
 from hubnode.projections.skills import SkillsProjection
 from hubnode.testing import ChainWriter
 
+from .conftest import build_view
+
 NET = "test-net"
 
 
@@ -39,20 +41,8 @@ NET = "test-net"
 
 
 def build(tmp: Path, records: Sequence[bytes]) -> ProjectionRunner:
-    """A log holding ``records`` (ingested one by one, in that order) and a caught-up view."""
-
-    async def fill() -> None:
-        log = await EventLog.open(tmp / "log.sqlite3", net=NET, key=SigningKey.generate())
-        try:
-            for raw in records:
-                (outcome,) = await log.ingest([raw])
-                assert outcome.status is Status.ACCEPTED, outcome
-        finally:
-            await log.close()
-
-    asyncio.run(fill())
-    runner = ProjectionRunner(tmp / "log.sqlite3", tmp / "views.sqlite3", [SkillsProjection])
-    runner.catch_up()
+    """A log holding ``records`` (ingested in that order) and a caught-up view."""
+    runner = build_view(tmp, records, SkillsProjection)
     assert [s.status for s in runner.status()] == ["serving"]
     return runner
 
