@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from importlib import import_module
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hubnode.audit import AuditReport, audit_file, audit_folder
+from hubnode.commands import directory, feedback, skills, tenders
 from hubnode.commands.common import (
     DataOpt,
     HubOpt,
@@ -760,9 +759,8 @@ def demo(
 
 
 # Commands of the shared-work areas: ``hubnode/commands/<area>.py`` each has register(app).
-for _area in ("directory", "skills", "tenders", "feedback"):
-    if find_spec(f"hubnode.commands.{_area}") is not None:
-        import_module(f"hubnode.commands.{_area}").register(app)
+for _area in (directory, skills, tenders, feedback):
+    _area.register(app)
 
 
 def main() -> None:

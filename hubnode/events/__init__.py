@@ -4,13 +4,9 @@ Importing this package registers every built-in kind in :data:`~hubnode.events.k
 a log must know a kind to accept events of it.
 """
 
-from importlib import import_module
-from importlib.util import find_spec
-
+# Each module registers its kinds on import.
+from hubnode.events import directory as directory
+from hubnode.events import feedback as feedback
 from hubnode.events import network as network
-
-# The shared-work kinds, one module per area (each registers its kinds on import).
-AREAS = ("directory", "skills", "tenders", "feedback")
-for _area in AREAS:
-    if find_spec(f"hubnode.events.{_area}") is not None:
-        import_module(f"hubnode.events.{_area}")
+from hubnode.events import skills as skills
+from hubnode.events import tenders as tenders

@@ -6,11 +6,10 @@ entry-point group ``hubnode.projections`` (each entry point names a Projection c
 
 from __future__ import annotations
 
-from importlib import import_module
 from importlib.metadata import entry_points
-from importlib.util import find_spec
 from typing import Final
 
+from hubnode.projections import directory, feedback, skills, tenders
 from hubnode.projections.base import Projection, ProjectionTx
 from hubnode.projections.network import NetworkProjection
 from hubnode.projections.runner import BuildStatus, ProjectionError, ProjectionRunner
@@ -18,17 +17,13 @@ from hubnode.projections.runner import BuildStatus, ProjectionError, ProjectionR
 ENTRY_POINT_GROUP: Final = "hubnode.projections"
 
 
-def _area_projections() -> tuple[type[Projection], ...]:
-    """Projections of the shared-work areas: ``hubnode/projections/<area>.py`` each
-    exports ``PROJECTIONS``."""
-    found: list[type[Projection]] = []
-    for area in ("directory", "skills", "tenders", "feedback"):
-        if find_spec(f"hubnode.projections.{area}") is not None:
-            found += import_module(f"hubnode.projections.{area}").PROJECTIONS
-    return tuple(found)
-
-
-BUILTIN: Final[tuple[type[Projection], ...]] = (NetworkProjection, *_area_projections())
+BUILTIN: Final[tuple[type[Projection], ...]] = (
+    NetworkProjection,
+    *directory.PROJECTIONS,
+    *skills.PROJECTIONS,
+    *tenders.PROJECTIONS,
+    *feedback.PROJECTIONS,
+)
 
 
 def installed_projections() -> list[type[Projection]]:
