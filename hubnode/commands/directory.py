@@ -251,6 +251,17 @@ def _require_live(folder: HubFolder, service: str) -> None:
 # -- service publish / update / withdraw ---------------------------------------------------
 
 
+def _service_body(kind: str, id_: str | None, body_json: str | None, flags: dict[str, Any]) -> Body:
+    """The body of ``kind`` from ``--json`` or from the flags (never both; exit 2 if so)."""
+    if body_json is not None:
+        if flags or id_ is not None:
+            fail("--json: give the whole body as JSON or use the flags, not both", 2)
+        fields = _json_fields(kind, body_json)
+    else:
+        fields = {"id": id_, **flags} if id_ is not None else flags
+    return _body(kind, fields)
+
+
 @service_app.command("publish")
 def service_publish(
     data: DataOpt,
@@ -303,13 +314,7 @@ def service_publish(
         contact_label=contact_label,
         url=url,
     )
-    if body_json is not None:
-        if flags or id_ is not None:
-            fail("--json: give the whole body as JSON or use the flags, not both", 2)
-        fields = _json_fields("service.published", body_json)
-    else:
-        fields = {"id": id_, **flags} if id_ is not None else flags
-    body = _body("service.published", fields)
+    body = _service_body("service.published", id_, body_json, flags)
     assert isinstance(body, ServicePublished)
     if _own_services(folder).get(body.id) is False:
         fail(f"--id {body.id!r} is already published; change it with `service update`", 2)
@@ -369,13 +374,7 @@ def service_update(
         contact_label=contact_label,
         url=url,
     )
-    if body_json is not None:
-        if flags or id_ is not None:
-            fail("--json: give the whole body as JSON or use the flags, not both", 2)
-        fields = _json_fields("service.updated", body_json)
-    else:
-        fields = {"id": id_, **flags} if id_ is not None else flags
-    body = _body("service.updated", fields)
+    body = _service_body("service.updated", id_, body_json, flags)
     assert isinstance(body, ServiceUpdated)
     if body.publisher is not None and body.publisher != folder.config.hub_id:
         fail(f"publisher {body.publisher}: only the publishing hub may update its service", 2)
