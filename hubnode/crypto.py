@@ -1,7 +1,8 @@
-"""Keys and signatures: the only module that touches ``cryptography`` (DESIGN §1, §2).
+"""Keys, signatures and sealing: the only module that touches ``cryptography`` (DESIGN §1, §2, §8).
 
 Node and auditor verify through the same function so they can never disagree on an
-edge-case signature.
+edge-case signature. Sealing (X25519 + HKDF-SHA256 + ChaCha20-Poly1305) is documented
+with test vectors in docs/privacy.md; :mod:`hubnode.privacy` builds on these primitives.
 """
 
 from __future__ import annotations
@@ -10,17 +11,24 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hubnode.errors import ConfigError
 
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
+DATA_KEY_SIZE = 32
+NONCE_SIZE = 12
+TAG_SIZE = 16
+SEAL_INFO = b"hubnode seal v1"
 
 
 class SigningKey:
@@ -104,3 +112,95 @@ def verify(public: bytes, signature: bytes, data: bytes) -> bool:
     except InvalidSignature:
         return False
     return True
+
+
+class SealKey:
+    """An X25519 private key that opens data keys sealed to this hub. Never printed."""
+
+    __slots__ = ("_key", "public")
+
+    def __init__(self, key: X25519PrivateKey) -> None:
+        self._key = key
+        self.public: bytes = key.public_key().public_bytes_raw()
+
+    @classmethod
+    def generate(cls) -> SealKey:
+        return cls(X25519PrivateKey.generate())
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> SealKey:
+        if len(raw) != 32:
+            raise ValueError(f"an X25519 private key is 32 bytes, got {len(raw)}")
+        return cls(X25519PrivateKey.from_private_bytes(raw))
+
+    def private_bytes(self) -> bytes:
+        """The raw private key, for the local keystore only."""
+        return self._key.private_bytes_raw()
+
+    def shared(self, public: bytes) -> bytes:
+        return self._key.exchange(X25519PublicKey.from_public_bytes(public))
+
+    def __repr__(self) -> str:
+        return f"SealKey(public={self.public.hex()})"
+
+
+class OpenFailed(Exception):
+    """A sealed value did not open: wrong key, wrong context or tampered bytes."""
+
+
+def new_data_key() -> bytes:
+    return os.urandom(DATA_KEY_SIZE)
+
+
+def new_nonce() -> bytes:
+    return os.urandom(NONCE_SIZE)
+
+
+def encrypt(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    """ChaCha20-Poly1305 ciphertext with its 16-byte tag appended."""
+    return ChaCha20Poly1305(key).encrypt(nonce, plaintext, aad)
+
+
+def decrypt(key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+    """The plaintext of :func:`encrypt`; raises :class:`OpenFailed` on any mismatch."""
+    try:
+        return ChaCha20Poly1305(key).decrypt(nonce, ciphertext, aad)
+    except (InvalidTag, ValueError) as e:
+        raise OpenFailed(str(e) or "authentication failed") from None
+
+
+def _kek(shared: bytes, ephemeral_public: bytes, recipient_public: bytes) -> bytes:
+    if shared == bytes(32):  # a low-order recipient key: refuse, never seal to it
+        raise OpenFailed("the recipient key is a low-order point")
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=DATA_KEY_SIZE,
+        salt=ephemeral_public + recipient_public,
+        info=SEAL_INFO,
+    ).derive(shared)
+
+
+def seal(
+    recipient_public: bytes, data_key: bytes, aad: bytes, *, ephemeral: SealKey | None = None
+) -> tuple[bytes, bytes]:
+    """Seal ``data_key`` to one recipient: returns (ephemeral public key, box).
+
+    A fresh ephemeral key per box makes every key-encryption key single-use, so the
+    all-zero nonce is safe. ``ephemeral`` is given only to produce test vectors.
+    """
+    if len(recipient_public) != PUBLIC_KEY_SIZE:
+        raise ValueError(f"an X25519 public key is 32 bytes, got {len(recipient_public)}")
+    eph = ephemeral or SealKey.generate()
+    kek = _kek(eph.shared(recipient_public), eph.public, recipient_public)
+    return eph.public, ChaCha20Poly1305(kek).encrypt(bytes(NONCE_SIZE), data_key, aad)
+
+
+def open_sealed(key: SealKey, ephemeral_public: bytes, box: bytes, aad: bytes) -> bytes:
+    """The data key in ``box``; raises :class:`OpenFailed` if it was not sealed to ``key``
+    under this ``aad`` or was altered."""
+    try:
+        shared = key.shared(ephemeral_public)
+    except ValueError as e:
+        raise OpenFailed(f"bad ephemeral key: {e}") from None
+    kek = _kek(shared, ephemeral_public, key.public)
+    return decrypt(kek, bytes(NONCE_SIZE), box, aad)

@@ -86,3 +86,21 @@ class ConfigError(HubnodeError):
 
 class TransportError(HubnodeError):
     """The network transport (NATS) failed."""
+
+
+class IllegalTransition(HubnodeError):
+    """A referral status change the transition table does not allow (or lacks a reason)."""
+
+    def __init__(self, current: str, to: str, party: str, message: str) -> None:
+        super().__init__(message)
+        self.current = current
+        self.to = to
+        self.party = party
+
+
+class ConsentRefused(HubnodeError):
+    """A referral or disclosure to a hub the person's current consent does not cover."""
+
+
+class PrivacyError(HubnodeError):
+    """Personal data cannot be sealed or opened here (no key, erased, tampered)."""

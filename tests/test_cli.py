@@ -354,7 +354,7 @@ def test_show_json_prints_one_object_per_line(
     ]  # fmt: skip
     assert events[0]["prev"] is None and events[1]["prev"] == events[0]["id"]
     assert [e["id"] for e in events[2:]] == [hashlib.sha256(r).hexdigest() for r in records]
-    assert events[4]["body"] == {"name": None, "roles": None, "area": "area 3", "contact": None}
+    assert events[4]["body"] == {"area": "area 3"}  # an update sends only what it changes
 
 
 def test_show_filters_by_hub_kind_and_limit(
@@ -416,9 +416,15 @@ def test_kinds_lists_the_registered_kinds(runner: CliRunner) -> None:
         assert kind in human.stdout
     rows = json.loads(invoke(runner, "log", "kinds", "--json").stdout)
     by_kind = {row["kind"]: row for row in rows}
-    assert by_kind["hub.registered"]["fields"] == ["name", "roles", "area", "contact"]
+    assert by_kind["hub.registered"]["fields"] == ["name", "roles", "area", "contact", "seal_key?"]
     assert by_kind["hub.admitted"]["fields"] == ["hub", "name?", "note?"]
-    assert by_kind["hub.profile_updated"]["fields"] == ["name?", "roles?", "area?", "contact?"]
+    assert by_kind["hub.profile_updated"]["fields"] == [
+        "name?",
+        "roles?",
+        "area?",
+        "contact?",
+        "seal_key?",
+    ]
     assert {row["version"] for row in rows} == {1}
     assert all(row["about"] for row in rows)
 

@@ -8,5 +8,6 @@ a log must know a kind to accept events of it.
 from hubnode.events import directory as directory
 from hubnode.events import feedback as feedback
 from hubnode.events import network as network
+from hubnode.events import pathway as pathway
 from hubnode.events import skills as skills
 from hubnode.events import tenders as tenders

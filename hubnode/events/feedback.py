@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from hubnode.events.fields import HubId
+from hubnode.events.fields import HubId, LocalId
 from hubnode.events.kinds import KINDS, Body
 
 Grade = Literal["A", "B", "C", "D"]
@@ -29,13 +29,6 @@ GRADE_MEANINGS: dict[Grade, str] = {
     "D": "a really big issue, unacceptable",
 }
 
-LocalId = Annotated[
-    str,
-    msgspec.Meta(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z",
-        description="an id chosen by the submitting hub: letters, digits, . _ -",
-    ),
-]
 ServiceId = Annotated[
     str, msgspec.Meta(pattern=r"^\S{1,128}\Z", description="the publisher's service id")
 ]

@@ -14,6 +14,15 @@ looser pattern would let one key travel under several spellings."""
 
 HubId = Annotated[str, msgspec.Meta(pattern=HUB_ID_PATTERN, description="hub:… id")]
 
+LocalId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z",
+        description="an id chosen by the submitting hub: letters, digits, . _ -",
+    ),
+]
+"""An id a hub gives to one of its own records; (hub, id) names it network-wide."""
+
 
 def unique(what: str, values: Sequence[str]) -> None:
     """Raise ValueError (a body validation error) if ``values`` repeat."""

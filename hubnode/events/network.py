@@ -22,15 +22,24 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
 Line = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Note = Annotated[str, msgspec.Meta(max_length=2000)]
 Roles = Annotated[tuple[Role, ...], msgspec.Meta(min_length=1, max_length=len(ROLES))]
+# Both bodies leave out fields at their default (omit_defaults): a body without a seal key
+# encodes exactly as before seal keys existed, and one update sends only what it changes.
+# Bodies with explicit nils (written by hubnode before seal keys) decode the same.
+SealPublic = Annotated[
+    bytes,
+    msgspec.Meta(min_length=32, max_length=32, description="X25519 public key for sealing"),
+]
 
 
-class HubRegistered(Body, frozen=True, kw_only=True):
+class HubRegistered(Body, frozen=True, kw_only=True, omit_defaults=True):
     """A hub announces itself: name, roles, area served and a public contact."""
 
     name: Name
     roles: Roles
     area: Line
     contact: Line
+    seal_key: SealPublic | None = None
+    """The key other hubs seal people's data keys to (docs/privacy.md)."""
 
     def __post_init__(self) -> None:
         unique("roles", self.roles)
@@ -44,20 +53,23 @@ class HubAdmitted(Body, frozen=True, kw_only=True):
     note: Note = ""
 
 
-class HubProfileUpdated(Body, frozen=True, kw_only=True):
+class HubProfileUpdated(Body, frozen=True, kw_only=True, omit_defaults=True):
     """A hub changes its public profile; fields left out stay as they were."""
 
     name: Name | None = None
     roles: Roles | None = None
     area: Line | None = None
     contact: Line | None = None
+    seal_key: SealPublic | None = None
+    """A new seal key (hubs rotate it after destroying people's data keys)."""
 
     def __post_init__(self) -> None:
         if self.roles is not None:
             unique("roles", self.roles)
-        if (self.name, self.roles, self.area, self.contact) == (None, None, None, None):
+        if (self.name, self.roles, self.area, self.contact, self.seal_key) == (None,) * 5:
             raise ValueError(
-                "a profile update must change at least one of name, roles, area, contact"
+                "a profile update must change at least one of name, roles, area, contact, "
+                "seal_key"
             )
 
 

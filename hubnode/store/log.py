@@ -16,7 +16,7 @@ import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from pathlib import Path
@@ -716,16 +716,21 @@ class EventLog:
         after_pos: int = 0,
         limit: int = 1000,
         hub: bytes | None = None,
-        kind: str | None = None,
+        kind: str | Collection[str] | None = None,
     ) -> list[Event]:
-        """Stored events in local ``pos`` order, bodies decoded (and upcast)."""
+        """Stored events in local ``pos`` order, bodies decoded (and upcast).
+
+        ``kind`` is one kind or several (events of any of them)."""
         where, args = ["pos > ?"], [after_pos]
         if hub is not None:
             where.append("hub = ?")
             args.append(hub)  # type: ignore[arg-type]
-        if kind is not None:
+        if isinstance(kind, str):
             where.append("kind = ?")
             args.append(kind)  # type: ignore[arg-type]
+        elif kind is not None:
+            where.append(f"kind IN ({', '.join('?' * len(kind))})")
+            args.extend(kind)  # type: ignore[arg-type]
         sql = f"SELECT pos, raw FROM events WHERE {' AND '.join(where)} ORDER BY pos LIMIT ?"
         async with self._db.execute(sql, (*args, limit)) as cur:
             rows = await cur.fetchall()

@@ -1,0 +1,438 @@
+"""The keyring: this hub's seal keys and the subjects' data keys it holds (DESIGN §8).
+
+Kept in ``keys/keyring.sqlite3`` (mode 0600) beside the signing key, never in the log or
+the views, never sent anywhere. SQLite runs with ``secure_delete`` so a destroyed key is
+overwritten in the file, and with a rollback journal (no WAL copies left behind).
+
+What :func:`catch_up_keys` does, in log order, for events it has not seen yet:
+
+- ``consent.recorded`` with a box for this hub: opens it with the current seal key and
+  keeps the data key; without one (the person's consent no longer names this hub): drops
+  the data key. ``consent.withdrawn``: hubs other than the owner drop it.
+- ``subject.erased`` (by the subject's owner): destroys the data key, keeps a tombstone
+  with the time, and — if any box for the subject was sealed to this hub's current seal
+  key — **rotates the seal key**: a new key is made, the old private key is destroyed and
+  the new public key is published in ``hub.profile_updated``. The boxes still in the
+  signed logs can then never be opened again, by this software or by anyone holding the
+  hub's disk: that is the crypto-shredding. Then it appends ``subject.erasure_confirmed``.
+
+Rotation happens only after every pending event has been read, so boxes already stored
+here are opened with the old key first. A box sealed to a retired key that arrives later
+(its sender had not yet seen the new key) cannot be opened; it is recorded as unreadable
+and the owner can record the consent again.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self
+
+from hubnode.config import HubFolder
+from hubnode.crypto import SealKey
+from hubnode.errors import PrivacyError
+from hubnode.events.ids import hub_display
+from hubnode.events.network import HubProfileUpdated, HubRegistered
+from hubnode.events.pathway import (
+    ConsentRecorded,
+    ConsentWithdrawn,
+    SubjectErased,
+    SubjectErasureConfirmed,
+)
+from hubnode.events.verify import Event
+from hubnode.privacy.seal import open_box
+from hubnode.store.log import EventLog
+
+KEYRING_FILE: Final = "keys/keyring.sqlite3"
+KINDS: Final = ("consent.recorded", "consent.withdrawn", "subject.erased")
+PAGE: Final = 500
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS seal_keys (
+    public BLOB PRIMARY KEY, private BLOB NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS subject_keys (
+    owner BLOB NOT NULL, subject TEXT NOT NULL, data_key BLOB NOT NULL,
+    obtained_ms INTEGER NOT NULL, PRIMARY KEY (owner, subject));
+CREATE TABLE IF NOT EXISTS boxed (
+    owner BLOB NOT NULL, subject TEXT NOT NULL, seal_public BLOB NOT NULL,
+    PRIMARY KEY (owner, subject, seal_public));
+CREATE TABLE IF NOT EXISTS erased (
+    owner BLOB NOT NULL, subject TEXT NOT NULL, event_seq INTEGER NOT NULL,
+    destroyed_ms INTEGER NOT NULL, held_key INTEGER NOT NULL,
+    confirmed_seq INTEGER, PRIMARY KEY (owner, subject));
+CREATE TABLE IF NOT EXISTS unreadable (
+    owner BLOB NOT NULL, subject TEXT NOT NULL, event_seq INTEGER NOT NULL,
+    why TEXT NOT NULL, PRIMARY KEY (owner, subject, event_seq));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class KeyCatchUp:
+    """What one :func:`catch_up_keys` did."""
+
+    opened: int = 0
+    dropped: int = 0
+    erased: list[tuple[bytes, str]] = field(default_factory=list)
+    unreadable: int = 0
+    rotated: bool = False
+    confirmed: int = 0
+
+
+class Keyring:
+    """The local keystore of one hub. Use as a context manager; not shared across threads."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection, me: bytes, net: str) -> None:
+        self.path = path
+        self._db = db
+        self.me = me
+        self.net = net
+
+    @classmethod
+    def open(cls, folder: HubFolder) -> Keyring:
+        """Open (creating on first use, with a fresh seal key) ``folder``'s keyring."""
+        path = folder.path / KEYRING_FILE
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            # Create it 0600 before SQLite writes a byte of key material into it.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        try:
+            db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA secure_delete = ON")
+            db.execute("PRAGMA journal_mode = DELETE")
+            db.execute("PRAGMA synchronous = FULL")
+            db.executescript(_SCHEMA)
+        except sqlite3.Error as e:
+            raise PrivacyError(f"cannot open the keyring {path}: {e}") from e
+        ring = cls(path, db, folder.hub, folder.config.network)
+        with ring._write():
+            if ring._db.execute("SELECT count(*) FROM seal_keys").fetchone()[0] == 0:
+                ring._add_seal_key(SealKey.generate())
+        return ring
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- transactions -------------------------------------------------------------------
+
+    class _Write:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> None:
+            self.db.execute("BEGIN IMMEDIATE")  # one writer at a time: node and CLI alike
+
+        def __exit__(
+            self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+        ) -> None:
+            self.db.execute("COMMIT" if t is None else "ROLLBACK")
+
+    def _write(self) -> Keyring._Write:
+        return Keyring._Write(self._db)
+
+    # -- seal keys ----------------------------------------------------------------------
+
+    def _add_seal_key(self, key: SealKey) -> None:
+        self._db.execute(
+            "INSERT INTO seal_keys VALUES (?, ?, ?)", (key.public, key.private_bytes(), _now_ms())
+        )
+
+    @property
+    def seal_key(self) -> SealKey:
+        """This hub's current seal key (the newest)."""
+        row = self._db.execute(
+            "SELECT private FROM seal_keys ORDER BY created_ms DESC, rowid DESC LIMIT 1"
+        ).fetchone()
+        return SealKey.from_bytes(bytes(row[0]))
+
+    def _rotate(self) -> SealKey:
+        """Make a new seal key and destroy every older one (inside a write transaction)."""
+        new = SealKey.generate()
+        self._db.execute("DELETE FROM seal_keys")
+        self._add_seal_key(new)
+        return new
+
+    # -- data keys ----------------------------------------------------------------------
+
+    def remember(self, owner: bytes, subject: str, data_key: bytes) -> None:
+        """Keep the data key of a subject this hub just created (the enquiry's owner)."""
+        with self._write():
+            if self._erased(owner, subject) is not None:
+                raise PrivacyError(f"subject {subject} was erased; it cannot get a new key")
+            self._db.execute(
+                "INSERT OR REPLACE INTO subject_keys VALUES (?, ?, ?, ?)",
+                (owner, subject, data_key, _now_ms()),
+            )
+
+    def has_key(self, owner: bytes, subject: str) -> bool:
+        return (
+            self._db.execute(
+                "SELECT 1 FROM subject_keys WHERE owner = ? AND subject = ?", (owner, subject)
+            ).fetchone()
+            is not None
+        )
+
+    def data_key(self, owner: bytes, subject: str) -> bytes:
+        """The subject's data key; PrivacyError saying why when this hub cannot read it."""
+        row = self._db.execute(
+            "SELECT data_key FROM subject_keys WHERE owner = ? AND subject = ?", (owner, subject)
+        ).fetchone()
+        if row is not None:
+            return bytes(row[0])
+        gone = self._erased(owner, subject)
+        if gone is not None:
+            raise PrivacyError(
+                f"subject {subject} was erased; this hub destroyed its key at "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(gone / 1000))} UTC"
+            )
+        why = self._db.execute(
+            "SELECT why FROM unreadable WHERE owner = ? AND subject = ? ORDER BY event_seq DESC",
+            (owner, subject),
+        ).fetchone()
+        if why is not None:
+            raise PrivacyError(f"subject {subject}: {why[0]}")
+        raise PrivacyError(
+            f"this hub holds no key for subject {subject} of {hub_display(owner)}: the "
+            "person's consent does not name this hub"
+        )
+
+    def destroyed_at(self, owner: bytes, subject: str) -> int | None:
+        """When this hub destroyed the subject's key on erasure (ms), or None."""
+        return self._erased(owner, subject)
+
+    def _erased(self, owner: bytes, subject: str) -> int | None:
+        row = self._db.execute(
+            "SELECT destroyed_ms FROM erased WHERE owner = ? AND subject = ?", (owner, subject)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _drop(self, owner: bytes, subject: str) -> bool:
+        cur = self._db.execute(
+            "DELETE FROM subject_keys WHERE owner = ? AND subject = ?", (owner, subject)
+        )
+        return cur.rowcount > 0
+
+    # -- checkpoint ---------------------------------------------------------------------
+
+    def _meta(self, key: str) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _set_meta(self, key: str, value: int) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # -- applying the log ---------------------------------------------------------------
+
+    def apply(self, events: Iterable[Event], upto: int, done: KeyCatchUp) -> None:
+        """Apply a page of consent/erasure events (in pos order) and move the checkpoint."""
+        with self._write():
+            key = self.seal_key
+            for ev in events:
+                self._apply_one(ev, key, done)
+            self._set_meta("pos", upto)
+
+    def _apply_one(self, ev: Event, key: SealKey, done: KeyCatchUp) -> None:
+        hub, seq, body = ev.hub, ev.seq, ev.body
+        if isinstance(body, SubjectErased):
+            self._on_erased(hub, seq, body.subject, key, done)
+            return
+        if not isinstance(body, (ConsentRecorded, ConsentWithdrawn)):
+            return
+        subject = body.subject
+        if self._erased(hub, subject) is not None:
+            return  # never hold a key again for an erased subject
+        if isinstance(body, ConsentWithdrawn):
+            if hub != self.me and self._drop(hub, subject):
+                done.dropped += 1
+            return
+        mine = [b for b in body.keys if b.hub == hub_display(self.me)]
+        if not mine:
+            if self._drop(hub, subject):
+                done.dropped += 1
+            return
+        box = mine[0]
+        self._db.execute(
+            "INSERT OR IGNORE INTO boxed VALUES (?, ?, ?)", (hub, subject, bytes(box.key))
+        )
+        try:
+            data_key = open_box(self.net, hub, subject, self.me, key, box)
+        except PrivacyError as e:
+            why = (
+                "its consent was sealed to a seal key this hub has since destroyed; ask "
+                f"{hub_display(hub)} to record the consent again"
+                if box.key != key.public
+                else str(e)
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO unreadable VALUES (?, ?, ?, ?)", (hub, subject, seq, why)
+            )
+            done.unreadable += 1
+            return
+        self._db.execute(
+            "INSERT OR REPLACE INTO subject_keys VALUES (?, ?, ?, ?)",
+            (hub, subject, data_key, _now_ms()),
+        )
+        done.opened += 1
+
+    def _on_erased(
+        self, owner: bytes, seq: int, subject: str, key: SealKey, done: KeyCatchUp
+    ) -> None:
+        if self._erased(owner, subject) is not None:
+            return
+        held = self._drop(owner, subject)
+        boxed = {
+            bytes(r[0])
+            for r in self._db.execute(
+                "SELECT seal_public FROM boxed WHERE owner = ? AND subject = ?", (owner, subject)
+            )
+        }
+        involved = held or bool(boxed) or owner == self.me
+        self._db.execute(
+            "INSERT INTO erased VALUES (?, ?, ?, ?, ?, NULL)",
+            (owner, subject, seq, _now_ms(), int(involved)),
+        )
+        self._db.execute("DELETE FROM boxed WHERE owner = ? AND subject = ?", (owner, subject))
+        if key.public in boxed:
+            self._set_meta("rotate", 1)
+        done.erased.append((owner, subject))
+
+    def checkpoint(self) -> int:
+        return self._meta("pos")
+
+    def rotate_if_due(self) -> SealKey | None:
+        """Rotate the seal key if an erasure asked for it; the new key, or None."""
+        with self._write():
+            if not self._meta("rotate"):
+                return None
+            new = self._rotate()
+            self._set_meta("rotate", 0)
+        return new
+
+    def unconfirmed(self) -> list[tuple[bytes, str]]:
+        """Erasures this hub took part in but has not yet confirmed in its log."""
+        rows = self._db.execute(
+            "SELECT owner, subject FROM erased WHERE held_key = 1 AND confirmed_seq IS NULL "
+            "ORDER BY event_seq"
+        ).fetchall()
+        return [(bytes(o), s) for o, s in rows]
+
+    def confirmed(self, owner: bytes, subject: str, seq: int) -> None:
+        with self._write():
+            self._db.execute(
+                "UPDATE erased SET confirmed_seq = ? WHERE owner = ? AND subject = ?",
+                (seq, owner, subject),
+            )
+
+    def erasures(self) -> list[dict[str, object]]:
+        """Every erasure this hub applied: owner, subject, when, confirmed in which seq."""
+        rows = self._db.execute(
+            "SELECT owner, subject, destroyed_ms, held_key, confirmed_seq FROM erased "
+            "ORDER BY destroyed_ms"
+        ).fetchall()
+        return [
+            {
+                "owner": hub_display(bytes(o)),
+                "subject": s,
+                "destroyed_ms": d,
+                "held_key": bool(h),
+                "confirmed_seq": c,
+            }
+            for o, s, d, h, c in rows
+        ]
+
+
+async def published_seal_key(log: EventLog, hub: bytes) -> bytes | None:
+    """The latest seal key ``hub`` published in its own events, or None."""
+    latest: bytes | None = None  # a hub's events are stored in seq order: the last wins
+    kinds = ("hub.registered", "hub.profile_updated")
+    after = 0
+    while page := await log.events(after_pos=after, hub=hub, kind=kinds, limit=1000):
+        for ev in page:
+            body = ev.body
+            if isinstance(body, (HubRegistered, HubProfileUpdated)) and body.seal_key is not None:
+                latest = bytes(body.seal_key)
+        after = page[-1].pos
+    return latest
+
+
+async def seal_keys(log: EventLog, hubs: Iterable[bytes]) -> dict[bytes, bytes]:
+    """Each hub's latest published seal key; PrivacyError naming any hub without one."""
+    found: dict[bytes, bytes] = {}
+    missing = []
+    for hub in hubs:
+        key = await published_seal_key(log, hub)
+        if key is None:
+            missing.append(hub_display(hub))
+        else:
+            found[hub] = key
+    if missing:
+        raise PrivacyError(
+            f"no seal key known for {', '.join(missing)}: a hub publishes one when it runs "
+            "this hubnode version (`hubnode run`), and it reaches this hub by gossip"
+        )
+    return found
+
+
+async def publish_seal_key(log: EventLog, keyring: Keyring) -> bool:
+    """Publish this hub's current seal key if its log does not name it yet (upgrades too)."""
+    current = keyring.seal_key.public
+    if await published_seal_key(log, keyring.me) == current:
+        return False
+    await log.append("hub.profile_updated", HubProfileUpdated(seal_key=current))
+    return True
+
+
+async def catch_up_keys(log: EventLog, keyring: Keyring) -> KeyCatchUp:
+    """Apply every consent and erasure event not yet seen, rotate, publish and confirm.
+
+    ``log`` must be opened with the signing key when erasures may need confirming.
+    """
+    done = KeyCatchUp()
+    upto = await log.last_pos()
+    after = keyring.checkpoint()
+    while after < upto:
+        page = [
+            ev for ev in await log.events(after_pos=after, kind=KINDS, limit=PAGE) if ev.pos <= upto
+        ]
+        last = page[-1].pos if page else upto
+        keyring.apply(page, last, done)
+        after = last
+    if keyring.rotate_if_due() is not None:
+        done.rotated = True
+    if log.hub is None:  # opened without the signing key: cannot publish or confirm
+        return done
+    await publish_seal_key(log, keyring)
+    for owner, subject in keyring.unconfirmed():
+        body = SubjectErasureConfirmed(owner=hub_display(owner), subject=subject)
+        appended = await log.append("subject.erasure_confirmed", body)
+        keyring.confirmed(owner, subject, appended.seq)
+        done.confirmed += 1
+    return done
+
+
+__all__ = [
+    "KEYRING_FILE",
+    "KeyCatchUp",
+    "Keyring",
+    "catch_up_keys",
+    "publish_seal_key",
+    "published_seal_key",
+    "seal_keys",
+]
