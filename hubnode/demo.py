@@ -45,6 +45,7 @@ from hubnode.events.ids import hub_display, short_hub
 from hubnode.events.network import HubAdmitted, HubProfileUpdated, HubRegistered, Role
 from hubnode.hublog import HublogWriter
 from hubnode.node import projection_runner, read_status
+from hubnode.privacy.keyring import Keyring
 from hubnode.projections.runner import ProjectionRunner
 from hubnode.store.log import EventLog, Head
 
@@ -427,7 +428,11 @@ class _Demo:
     async def _register_and_admit(self) -> None:
         async def register(hub: _Hub) -> None:
             p = hub.profile
-            body = HubRegistered(name=p.name, roles=p.roles, area=p.area, contact=p.contact)
+            with Keyring.open(hub.folder) as ring:  # others seal people's data keys to it
+                seal_key = ring.seal_key.public
+            body = HubRegistered(
+                name=p.name, roles=p.roles, area=p.area, contact=p.contact, seal_key=seal_key
+            )
             await hub.log.append("hub.registered", body)
 
         await asyncio.gather(*(register(h) for h in self.hubs))

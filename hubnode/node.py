@@ -19,6 +19,7 @@ from typing import Any, Final
 from hubnode.config import EMBEDDED, HubFolder
 from hubnode.errors import HubnodeError
 from hubnode.events.ids import hub_display, parse_hub
+from hubnode.privacy.keyring import Keyring, catch_up_keys
 from hubnode.projections import ProjectionRunner, installed_projections
 from hubnode.protocol.natsd import EmbeddedServer
 from hubnode.protocol.transport import Gossip
@@ -71,11 +72,13 @@ class Node:
         self._projection_task: asyncio.Task[None] | None = None
         self.projections: ProjectionRunner | None = None
         self._catching_up: asyncio.Future[int] | None = None
+        self.keyring: Keyring | None = None
         self.started_at = time.time()
 
     async def start(self) -> None:
         cfg = self.folder.config
         self.log = await self.folder.open_log()
+        self.keyring = Keyring.open(self.folder)
         self.projections = projection_runner(self.folder)
         self._projection_task = asyncio.create_task(self._projection_loop())
         url = self.nats_url
@@ -116,6 +119,8 @@ class Node:
             await asyncio.gather(self._catching_up, return_exceptions=True)
         if self.projections is not None:
             self.projections.close()
+        if self.keyring is not None:
+            self.keyring.close()
         if self.log is not None:
             await self.log.close()
         if self.server is not None:
@@ -130,7 +135,7 @@ class Node:
             await self.stop()
 
     async def _projection_loop(self) -> None:
-        """Keep projections up to date: after each local store, and every half second."""
+        """Keep projections and the keyring up to date: after each store, and every 0.5 s."""
         assert self.log is not None and self.projections is not None
         runner, log_ = self.projections, self.log
         while True:
@@ -143,10 +148,26 @@ class Node:
                 await asyncio.shield(self._catching_up)
             except HubnodeError as e:
                 log.warning("projections: %s", e)
+            await self._keys()
             try:
                 await asyncio.wait([changed], timeout=PROJECTION_POLL)
             finally:
                 changed.cancel()
+
+    async def _keys(self) -> None:
+        """Open key boxes sealed to this hub, honour erasures, publish the seal key."""
+        assert self.log is not None and self.keyring is not None
+        try:
+            done = await catch_up_keys(self.log, self.keyring)
+        except HubnodeError as e:  # e.g. BehindPeers after a restore: retried next round
+            log.warning("keyring: %s", e)
+            return
+        for owner, subject in done.erased:
+            log.info("erased subject %s of %s: key destroyed", subject, hub_display(owner))
+        if done.rotated:
+            log.info("seal key rotated after an erasure; new key published")
+        if done.unreadable:
+            log.warning("%d key boxes sealed to this hub could not be opened", done.unreadable)
 
     async def _status_loop(self) -> None:
         while True:

@@ -28,6 +28,7 @@ from hubnode import EventLog, HubFolder
 from hubnode.config import EmbeddedNats
 from hubnode.events.ids import hub_display
 from hubnode.node import read_status
+from hubnode.privacy.keyring import Keyring
 from hubnode.protocol.natsd import EmbeddedServer
 from hubnode.store.log import Head
 
@@ -317,7 +318,11 @@ class Cluster:
         items: list[tuple[str, Any]] = []
         for i in range(seq + 1, seq + n + 1):
             if i == 1:
-                items.append(("hub.registered", registered(folder.config.name)))
+                # Registered with its seal key, as `hubnode` does: the node then has no
+                # key of its own to publish and the event counts stay the test's own.
+                with Keyring.open(folder) as ring:
+                    seal_key = ring.seal_key.public
+                items.append(("hub.registered", registered(folder.config.name, seal_key)))
             else:
                 items.append(("hub.profile_updated", update(i)))
         for start in range(0, len(items), 1000):

@@ -32,9 +32,13 @@ def shared_fixture(*parts: str) -> Path:
     return path
 
 
-def registered(name: str = "Hub") -> HubRegistered:
+def registered(name: str = "Hub", seal_key: bytes | None = None) -> HubRegistered:
     return HubRegistered(
-        name=name, roles=("gateway",), area="Darlington", contact="hub@example.org"
+        name=name,
+        roles=("gateway",),
+        area="Darlington",
+        contact="hub@example.org",
+        seal_key=seal_key,
     )
 
 

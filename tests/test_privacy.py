@@ -41,7 +41,7 @@ from hubnode.privacy.seal import (
     seal_value,
     sealed_aad,
 )
-from tests.conftest import NET
+from tests.conftest import NET, registered
 
 PERSON = Person(
     name="Zoë Ångström-Nakamura",
@@ -140,7 +140,9 @@ async def hub(tmp_path: Path, name: str) -> HubFolder:
     folder = HubFolder.init(tmp_path / name, name=name, network=NET)
     with Keyring.open(folder) as ring:
         async with await folder.open_log() as log:
-            assert await publish_seal_key(log, ring)
+            assert not await publish_seal_key(log, ring)  # not registered: nobody asks yet
+            await log.append("hub.registered", registered(name))
+            assert await publish_seal_key(log, ring)  # an upgraded hub publishes its key
             assert not await publish_seal_key(log, ring)  # already published: nothing to do
     return folder
 

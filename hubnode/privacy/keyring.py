@@ -360,16 +360,22 @@ class Keyring:
 
 async def published_seal_key(log: EventLog, hub: bytes) -> bytes | None:
     """The latest seal key ``hub`` published in its own events, or None."""
-    latest: bytes | None = None  # a hub's events are stored in seq order: the last wins
+    return (await _profile(log, hub))[1]
+
+
+async def _profile(log: EventLog, hub: bytes) -> tuple[bool, bytes | None]:
+    """(has ``hub`` registered, its latest published seal key)."""
+    registered, latest = False, None  # a hub's events are stored in seq order: last wins
     kinds = ("hub.registered", "hub.profile_updated")
     after = 0
     while page := await log.events(after_pos=after, hub=hub, kind=kinds, limit=1000):
         for ev in page:
             body = ev.body
+            registered = registered or isinstance(body, HubRegistered)
             if isinstance(body, (HubRegistered, HubProfileUpdated)) and body.seal_key is not None:
                 latest = bytes(body.seal_key)
         after = page[-1].pos
-    return latest
+    return registered, latest
 
 
 async def seal_keys(log: EventLog, hubs: Iterable[bytes]) -> dict[bytes, bytes]:
@@ -385,15 +391,18 @@ async def seal_keys(log: EventLog, hubs: Iterable[bytes]) -> dict[bytes, bytes]:
     if missing:
         raise PrivacyError(
             f"no seal key known for {', '.join(missing)}: a hub publishes one when it runs "
-            "this hubnode version (`hubnode run`), and it reaches this hub by gossip"
+            "this hubnode version (`hubnode run`) after registering (hub.registered), and it "
+            "reaches this hub by gossip"
         )
     return found
 
 
 async def publish_seal_key(log: EventLog, keyring: Keyring) -> bool:
-    """Publish this hub's current seal key if its log does not name it yet (upgrades too)."""
+    """Publish this hub's current seal key if it has registered and its log does not name
+    that key yet (after an upgrade, a rotation, or a registration without one)."""
+    registered, published = await _profile(log, keyring.me)
     current = keyring.seal_key.public
-    if await published_seal_key(log, keyring.me) == current:
+    if not registered or published == current:
         return False
     await log.append("hub.profile_updated", HubProfileUpdated(seal_key=current))
     return True
