@@ -13,7 +13,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from hubnode.audit import AuditReport, audit_file, audit_folder
-from hubnode.commands import directory, feedback, skills, tenders
+from hubnode.commands import (
+    directory,
+    feedback,
+    followup,
+    pathway,
+    person,
+    referral,
+    skills,
+    tenders,
+)
 from hubnode.commands.common import (
     DataOpt,
     HubOpt,
@@ -759,7 +768,7 @@ def demo(
 
 
 # Commands of the shared-work areas: ``hubnode/commands/<area>.py`` each has register(app).
-for _area in (directory, skills, tenders, feedback):
+for _area in (directory, skills, tenders, feedback, pathway, referral, followup, person):
     _area.register(app)
 
 

@@ -32,6 +32,7 @@ _HEADER: Final = """\
 # nats_url: "embedded" runs a local nats-server; or nats://host:port of an existing one.
 # trust: hubs this node accepts events from (`hubnode peers add` maintains it).
 # time_overdraft_seconds: how far below zero `hubnode time` may take this hub's balance.
+# followup_days, answer_days: when `hubnode followup due` lists a referral (docs/pathway.md).
 # [embedded]: the local nats-server's ports, cluster routes and leafnode remotes.
 
 """
@@ -74,6 +75,10 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     embedded: EmbeddedNats = EmbeddedNats()
     time_overdraft_seconds: Annotated[int, msgspec.Meta(ge=0)] = 0
     """How far below zero this hub may take its own time-credit balance (`hubnode time`)."""
+    followup_days: Annotated[int, msgspec.Meta(ge=0, le=365)] = 14
+    """Days after a referral is completed or failed before its follow-up is due."""
+    answer_days: Annotated[int, msgspec.Meta(ge=0, le=365)] = 3
+    """Days a referral may wait for the receiving hub's answer before it is chased."""
 
 
 class HubFolder:

@@ -35,7 +35,7 @@ proposed, a cluster formed, 2 ratings), 3 (the transfer confirmed, 2 joins), 4 (
 assigned, a bid)."""
 HELD = HUBS * (1 + EVENTS) + HUBS - 1 + SHARED
 """Each hub registers and appends EVENTS updates; hub 1 also admits the other hubs."""
-PROJECTIONS = ["network", "directory", "skills", "tenders", "feedback"]
+PROJECTIONS = ["network", "directory", "skills", "tenders", "feedback", "pathway"]
 
 
 def processes_naming(path: Path) -> dict[int, str]:

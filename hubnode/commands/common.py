@@ -8,12 +8,13 @@ so all commands behave alike: ``--data``/``HUBNODE_DATA``, ``--json``, one-line 
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, Final, NoReturn, TypeVar
 
 import msgspec
 import typer
@@ -23,7 +24,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from hubnode.config import HubFolder
 from hubnode.errors import HubnodeError
-from hubnode.events.ids import parse_hub
+from hubnode.events.ids import HUB_PREFIX, parse_hub
 from hubnode.projections import ProjectionRunner
 
 T = TypeVar("T")
@@ -64,6 +65,51 @@ def hub_arg(text: str | None) -> bytes | None:
         return parse_hub(text)
     except ValueError as e:
         fail(str(e), 2)
+
+
+_HUB_LEN: Final = len(HUB_PREFIX) + 52
+
+
+def parse_hub_ref(
+    text: str, option: str, what: str, example: str, *, own: bytes | None = None
+) -> tuple[bytes, str]:
+    """``hub:…:ID`` → (hub bytes, ID): a record a hub named with its own id (a service,
+    a referral). With ``own``, a bare ``ID`` names ``own``'s record. Exits 2 saying what
+    is wrong."""
+    value = text.strip()
+    if own is not None and value and not value.startswith(HUB_PREFIX):
+        return own, value
+    hub_text, sep, local = value[:_HUB_LEN], value[_HUB_LEN : _HUB_LEN + 1], value[_HUB_LEN + 1 :]
+    if not value.startswith(HUB_PREFIX) or sep != ":" or not local:
+        fail(f"{option} {text!r}: write {what}, e.g. {example}", 2)
+    try:
+        hub = parse_hub(hub_text)
+    except ValueError as e:
+        fail(f"{option}: {e}", 2)
+    return hub, local
+
+
+def parse_service(text: str, option: str = "--service") -> tuple[bytes, str]:
+    """``hub:…:SERVICE`` → (hub bytes, service id); exits 2 saying what is wrong."""
+    return parse_hub_ref(
+        text,
+        option,
+        "the publishing hub's id, a colon and the service id",
+        "hub:abc…xyz:food-bank",
+    )
+
+
+_EMAIL: Final = re.compile(r"\S+@\S+\.\S+")
+_PHONE: Final = re.compile(r"(?<!\d)(?:\+\d|0)(?:[\s-]?\d){8,}")
+
+
+def no_personal_data(option: str, text: str) -> None:
+    """Exit 2 if ``text`` — which travels in clear to every hub — holds an email address
+    or a phone number. (Names cannot be spotted; the option's help asks people not to.)"""
+    if _EMAIL.search(text):
+        fail(f"{option}: remove the email address; this goes to every hub in clear", 2)
+    if _PHONE.search(text):
+        fail(f"{option}: remove the phone number; this goes to every hub in clear", 2)
 
 
 def folder_of(data: Path) -> HubFolder:

@@ -21,7 +21,9 @@ from hubnode.commands.common import (
     caught_up,
     fail,
     folder_of,
+    no_personal_data,
     out,
+    parse_service,
     print_json,
     run_async,
     when,
@@ -34,7 +36,7 @@ from hubnode.events.feedback import (
     IdeaSubmitted,
     MonitoringRecorded,
 )
-from hubnode.events.ids import HUB_PREFIX, hub_display, parse_hub
+from hubnode.events.ids import HUB_PREFIX, hub_display
 from hubnode.events.kinds import Body
 from hubnode.projections.feedback import (
     average,
@@ -65,8 +67,6 @@ ServiceOpt = Annotated[
 ]
 NO_PERSONAL_DATA: Final = "Keep it short and leave out personal data (names, phones, emails)."
 
-_EMAIL: Final = re.compile(r"\S+@\S+\.\S+")
-_PHONE: Final = re.compile(r"(?<!\d)(?:\+\d|0)(?:[\s-]?\d){8,}")
 _HUB_LEN: Final = len(HUB_PREFIX) + 52
 
 
@@ -77,30 +77,6 @@ def register(app: typer.Typer) -> None:
 
 
 # -- input ------------------------------------------------------------------------------
-
-
-def parse_service(text: str, option: str = "--service") -> tuple[bytes, str]:
-    """``hub:…:SERVICE`` → (hub bytes, service id); exits 2 saying what is wrong."""
-    value = text.strip()
-    hub_text, sep, service = value[:_HUB_LEN], value[_HUB_LEN : _HUB_LEN + 1], value[_HUB_LEN + 1 :]
-    if not value.startswith(HUB_PREFIX) or sep != ":" or not service:
-        fail(
-            f"{option} {text!r}: write the publishing hub's id, a colon and the service id, "
-            "e.g. hub:abc…xyz:food-bank",
-            2,
-        )
-    try:
-        hub = parse_hub(hub_text)
-    except ValueError as e:
-        fail(f"{option}: {e}", 2)
-    return hub, service
-
-
-def _no_personal_data(option: str, text: str) -> None:
-    if _EMAIL.search(text):
-        fail(f"{option}: remove the email address; feedback must hold no personal data", 2)
-    if _PHONE.search(text):
-        fail(f"{option}: remove the phone number; feedback must hold no personal data", 2)
 
 
 def _body(cls: type[Body], fields: dict[str, Any]) -> Body:
@@ -142,7 +118,7 @@ def feedback_submit(
     hub, service_id = parse_service(service)
     if not 1 <= rating <= 5:
         fail(f"--rating must be a whole number from 1 (poor) to 5 (excellent), not {rating}", 2)
-    _no_personal_data("--comment", comment)
+    no_personal_data("--comment", comment)
     fid = feedback_id or _new_id("f")
     body = _body(
         FeedbackSubmitted,
@@ -290,7 +266,7 @@ def monitoring_record(
     fields, shown = _subject(subject)
     if not re.fullmatch(r"[0-9]{4}(-(0[1-9]|1[0-2])|-Q[1-4])?", period.strip()):
         fail(f"--period {period!r}: write a month (2026-11), a quarter (2026-Q4) or a year", 2)
-    _no_personal_data("--comment", comment)
+    no_personal_data("--comment", comment)
     fid = form_id or _new_id("m")
     body = _body(
         MonitoringRecorded,
@@ -375,8 +351,8 @@ def idea_submit(
     ] = None,
 ) -> None:
     """Put forward an idea for a new or better service."""
-    _no_personal_data("--title", title)
-    _no_personal_data("--description", description)
+    no_personal_data("--title", title)
+    no_personal_data("--description", description)
     tags = sorted({t.strip().lower() for t in tag or []})
     for t in tags:
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", t):

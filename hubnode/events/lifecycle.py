@@ -105,7 +105,8 @@ def check_transition(current: Status, to: Status, party: Party, reason: str = ""
             current,
             to,
             party,
-            f"a referral cannot move from {current} to {to}; from {current} it can move to {nexts}",
+            f"a referral cannot move from {current} to {to} (asked by the {party} hub); from "
+            f"{current} it can move to {nexts}",
         )
     if moves[to] != party:
         raise IllegalTransition(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Final
 
-from hubnode.projections import directory, feedback, skills, tenders
+from hubnode.projections import directory, feedback, pathway, skills, tenders
 from hubnode.projections.base import Projection, ProjectionTx
 from hubnode.projections.network import NetworkProjection
 from hubnode.projections.runner import BuildStatus, ProjectionError, ProjectionRunner
@@ -23,6 +23,7 @@ BUILTIN: Final[tuple[type[Projection], ...]] = (
     *skills.PROJECTIONS,
     *tenders.PROJECTIONS,
     *feedback.PROJECTIONS,
+    *pathway.PROJECTIONS,
 )
 
 
