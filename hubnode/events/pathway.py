@@ -7,7 +7,8 @@ checks they got a satisfactory response (*follow-up*) and, where it failed, take
 (*advocacy*).
 
 Only coordinating fields travel in clear: a random subject pseudonym, need categories,
-postcode district, urgency, channel, statuses and dates. Everything personal — name,
+postcode district, urgency, channel, statuses, dates and the pseudonym of the staff
+member who acted (``staff``, never a name). Everything personal — name,
 contact details, date of birth, address, notes about the person — travels as
 :class:`Sealed` bytes encrypted with the subject's data key, and that key is sealed to
 each hub in the person's consent (:class:`KeyBox`, in ``consent.recorded``). See
@@ -15,7 +16,8 @@ docs/privacy.md for the construction and :mod:`hubnode.privacy` for the code.
 
 A subject is named by (owning hub, pseudonym): the owner is the hub that logged the
 enquiry; only it records consent, refers and erases. Reasons and outcomes are short clear
-text for coordination and must not hold personal data.
+text for coordination and must not hold personal data. Bodies leave out fields at their
+default (``omit_defaults``): an absent note or staff member costs no bytes.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ SUBJECT_PATTERN: Final = r"^s-[a-z2-7]{20}\Z"
 Subject = Annotated[
     str,
     msgspec.Meta(pattern=SUBJECT_PATTERN, description="a random subject pseudonym, s-…"),
+]
+STAFF_PATTERN: Final = r"^st-[a-z2-7]{16}\Z"
+StaffId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=STAFF_PATTERN,
+        description="the pseudonym of the hub's staff member who acted, st-… (never a name)",
+    ),
 ]
 Channel = Literal["walk-in", "phone", "web", "paper"]
 CHANNELS: Final[tuple[Channel, ...]] = ("walk-in", "phone", "web", "paper")
@@ -76,7 +86,7 @@ class ReferralRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     id: LocalId
 
 
-class EnquiryLogged(Body, frozen=True, kw_only=True):
+class EnquiryLogged(Body, frozen=True, kw_only=True, omit_defaults=True):
     """A person's enquiry at a point of access; their details are sealed."""
 
     enquiry: LocalId
@@ -86,12 +96,14 @@ class EnquiryLogged(Body, frozen=True, kw_only=True):
     urgency: Urgency = "routine"
     area: District | None = None
     person: Sealed
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
     def __post_init__(self) -> None:
         unique("needs", self.needs)
 
 
-class ConsentRecorded(Body, frozen=True, kw_only=True):
+class ConsentRecorded(Body, frozen=True, kw_only=True, omit_defaults=True):
     """The person's consent: purposes and the hubs that may hold their details.
 
     Replaces any earlier consent for the subject. ``keys`` seals the data key to every
@@ -102,6 +114,8 @@ class ConsentRecorded(Body, frozen=True, kw_only=True):
     purposes: Annotated[tuple[Purpose, ...], msgspec.Meta(min_length=1, max_length=3)]
     recipients: Annotated[tuple[HubId, ...], msgspec.Meta(max_length=50)]
     keys: Annotated[tuple[KeyBox, ...], msgspec.Meta(min_length=1, max_length=51)]
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
     def __post_init__(self) -> None:
         unique("purposes", self.purposes)
@@ -115,14 +129,16 @@ class ConsentRecorded(Body, frozen=True, kw_only=True):
             raise ValueError("keys may add only the recording hub to the recipients")
 
 
-class ConsentWithdrawn(Body, frozen=True, kw_only=True):
+class ConsentWithdrawn(Body, frozen=True, kw_only=True, omit_defaults=True):
     """The person withdraws consent: other hubs destroy their copy of the data key."""
 
     subject: Subject
     reason: Reason = ""
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
 
-class ReferralRequested(Body, frozen=True, kw_only=True):
+class ReferralRequested(Body, frozen=True, kw_only=True, omit_defaults=True):
     """A referral of a subject to a hub, to a service, or open to any hub offering a need."""
 
     referral: LocalId
@@ -134,6 +150,8 @@ class ReferralRequested(Body, frozen=True, kw_only=True):
     urgency: Urgency = "routine"
     note: Sealed | None = None
     """Notes about the person for the receiving hub, sealed with the subject's data key."""
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
     def __post_init__(self) -> None:
         targets = sum(x is not None for x in (self.to_hub, self.service, self.category))
@@ -144,15 +162,17 @@ class ReferralRequested(Body, frozen=True, kw_only=True):
             )
 
 
-class ReferralClaimed(Body, frozen=True, kw_only=True):
+class ReferralClaimed(Body, frozen=True, kw_only=True, omit_defaults=True):
     """A hub takes an open referral; it becomes the receiving hub (requested → accepted)."""
 
     referral: ReferralRef
     parent: EventId
     """The id of the referral.requested event."""
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
 
-class ReferralStatusChanged(Body, frozen=True, kw_only=True):
+class ReferralStatusChanged(Body, frozen=True, kw_only=True, omit_defaults=True):
     """A move in the referral lifecycle (hubnode.events.lifecycle.TRANSITIONS)."""
 
     referral: ReferralRef
@@ -160,49 +180,61 @@ class ReferralStatusChanged(Body, frozen=True, kw_only=True):
     """The id of the referral event this move follows (the latest the author had seen)."""
     status: Status
     reason: Reason = ""
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
 
-class ReferralOutcomeRecorded(Body, frozen=True, kw_only=True):
+class ReferralOutcomeRecorded(Body, frozen=True, kw_only=True, omit_defaults=True):
     """The receiving hub records the outcome and whether the person was satisfied."""
 
     referral: ReferralRef
     outcome: Outcome
     satisfied: bool
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
 
-class FollowupRecorded(Body, frozen=True, kw_only=True):
+class FollowupRecorded(Body, frozen=True, kw_only=True, omit_defaults=True):
     """Someone checked with the person whether the referral met their need."""
 
     followup: LocalId
     referral: ReferralRef
     satisfied: bool
     note: Sealed | None = None
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
 
-class AdvocacyOpened(Body, frozen=True, kw_only=True):
+class AdvocacyOpened(Body, frozen=True, kw_only=True, omit_defaults=True):
     """A hub takes up a referral that failed the person."""
 
     case: LocalId
     referral: ReferralRef
     note: Sealed | None = None
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
 
-class AdvocacyClosed(Body, frozen=True, kw_only=True):
+class AdvocacyClosed(Body, frozen=True, kw_only=True, omit_defaults=True):
     """The hub that opened an advocacy case closes it."""
 
     case: LocalId
     outcome: AdvocacyOutcome
     note: Sealed | None = None
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
 
-class SubjectErased(Body, frozen=True, kw_only=True):
+class SubjectErased(Body, frozen=True, kw_only=True, omit_defaults=True):
     """The owning hub erases a subject: every holder destroys its copy of the data key."""
 
     subject: Subject
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
 
-class SubjectErasureConfirmed(Body, frozen=True, kw_only=True):
+class SubjectErasureConfirmed(Body, frozen=True, kw_only=True, omit_defaults=True):
     """This hub destroyed its copy of a subject's data key (and rotated its seal key)."""
 
     owner: HubId
