@@ -185,8 +185,10 @@ def seal(
 ) -> tuple[bytes, bytes]:
     """Seal ``data_key`` to one recipient: returns (ephemeral public key, box).
 
-    A fresh ephemeral key per box makes every key-encryption key single-use, so the
-    all-zero nonce is safe. ``ephemeral`` is given only to produce test vectors.
+    The key-encryption key depends on the ephemeral key *and* the recipient key, so it is
+    single-use — and the all-zero nonce safe — as long as one ephemeral key never seals
+    twice to the same recipient key. Without ``ephemeral`` a fresh one is made; callers
+    sealing one data key to several distinct recipients may share one (docs/privacy.md).
     """
     if len(recipient_public) != PUBLIC_KEY_SIZE:
         raise ValueError(f"an X25519 public key is 32 bytes, got {len(recipient_public)}")

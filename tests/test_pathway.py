@@ -3,6 +3,7 @@ follow-up due and the pathway report (docs/pathway.md)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from hypothesis import HealthCheck, given, settings
@@ -59,7 +60,10 @@ def sealed(tag: str) -> Sealed:
 def boxes(*hubs: ChainWriter) -> tuple[KeyBox, ...]:
     """Stand-in key boxes (the view checks who they are for, never opens them)."""
     ids = dict.fromkeys(hub_display(h.hub) for h in hubs)
-    return tuple(KeyBox(hub=i, key=bytes(32), epk=bytes(32), box=bytes(48)) for i in ids)
+    return tuple(
+        KeyBox(hub=i, key=hashlib.sha256(i.encode()).digest(), epk=bytes(32), box=bytes(48))
+        for i in ids
+    )
 
 
 def enquiry(w: ChainWriter, subject: str = S1, eid: str = "e1", **kw: object) -> bytes:

@@ -7,6 +7,7 @@ import os
 import stat
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from hubnode import crypto
@@ -76,6 +77,33 @@ def test_every_box_uses_a_fresh_ephemeral_key() -> None:
     data_key = crypto.new_data_key()
     (e1, b1), (e2, b2) = (crypto.seal(bob.public, data_key, b"c") for _ in range(2))
     assert e1 != e2 and b1 != b2
+
+
+def test_one_consent_shares_an_ephemeral_key_but_never_a_key_encryption_key() -> None:
+    owner, subject, data_key = os.urandom(32), new_subject(), crypto.new_data_key()
+    hubs = {os.urandom(32): crypto.SealKey.generate() for _ in range(4)}
+    boxes = key_boxes(NET, owner, subject, data_key, {h: k.public for h, k in hubs.items()})
+    assert len({b.epk for b in boxes}) == 1  # one ephemeral key per consent event
+    assert len({b.box for b in boxes}) == 4
+    for (hub, key), box in zip(hubs.items(), boxes, strict=True):
+        assert open_box(NET, owner, subject, hub, key, box) == data_key
+    shared = crypto.SealKey.generate().public
+    with pytest.raises(PrivacyError, match="share one seal key"):
+        key_boxes(NET, owner, subject, data_key, {os.urandom(32): shared, os.urandom(32): shared})
+    twice = (
+        boxes[0],
+        KeyBox(hub=boxes[1].hub, key=boxes[0].key, epk=boxes[1].epk, box=boxes[1].box),
+    )
+    with pytest.raises(msgspec.ValidationError, match="same seal key"):
+        msgspec.convert(
+            {
+                "subject": subject,
+                "purposes": ["referral"],
+                "recipients": [b.hub for b in twice],
+                "keys": [msgspec.to_builtins(b) for b in twice],
+            },
+            ConsentRecorded,
+        )
 
 
 def test_a_low_order_recipient_key_is_refused() -> None:

@@ -121,6 +121,8 @@ class ConsentRecorded(Body, frozen=True, kw_only=True, omit_defaults=True):
         unique("purposes", self.purposes)
         unique("recipients", self.recipients)
         unique("key box hubs", [k.hub for k in self.keys])
+        if len({bytes(k.key) for k in self.keys}) != len(self.keys):
+            raise ValueError("two key boxes are sealed to the same seal key")
         boxed = {k.hub for k in self.keys}
         missing = sorted(set(self.recipients) - boxed)
         if missing:

@@ -96,6 +96,7 @@ class Keyring:
         self._db = db
         self.me = me
         self.net = net
+        self._own_profile = _Profile()
 
     @classmethod
     def open(cls, folder: HubFolder) -> Keyring:
@@ -360,22 +361,31 @@ class Keyring:
 
 async def published_seal_key(log: EventLog, hub: bytes) -> bytes | None:
     """The latest seal key ``hub`` published in its own events, or None."""
-    return (await _profile(log, hub))[1]
+    return (await _profile(log, hub, _Profile())).latest
 
 
-async def _profile(log: EventLog, hub: bytes) -> tuple[bool, bytes | None]:
-    """(has ``hub`` registered, its latest published seal key)."""
-    registered, latest = False, None  # a hub's events are stored in seq order: last wins
+@dataclass
+class _Profile:
+    """Has a hub registered, its latest published seal key: read up to log pos ``after``."""
+
+    registered: bool = False
+    latest: bytes | None = None
+    after: int = 0
+
+
+async def _profile(log: EventLog, hub: bytes, seen: _Profile) -> _Profile:
+    """``seen`` brought up to date with ``hub``'s events stored since (pos only grows)."""
     kinds = ("hub.registered", "hub.profile_updated")
-    after = 0
-    while page := await log.events(after_pos=after, hub=hub, kind=kinds, limit=1000):
+    while page := await log.events(after_pos=seen.after, hub=hub, kind=kinds, limit=PAGE):
         for ev in page:
             body = ev.body
-            registered = registered or isinstance(body, HubRegistered)
+            seen.registered = seen.registered or isinstance(body, HubRegistered)
             if isinstance(body, (HubRegistered, HubProfileUpdated)) and body.seal_key is not None:
-                latest = bytes(body.seal_key)
-        after = page[-1].pos
-    return registered, latest
+                seen.latest = bytes(body.seal_key)  # stored in seq order: last wins
+        seen.after = page[-1].pos
+        if len(page) < PAGE:  # a short page is the last: no second query to learn it
+            break
+    return seen
 
 
 async def seal_keys(log: EventLog, hubs: Iterable[bytes]) -> dict[bytes, bytes]:
@@ -400,9 +410,11 @@ async def seal_keys(log: EventLog, hubs: Iterable[bytes]) -> dict[bytes, bytes]:
 async def publish_seal_key(log: EventLog, keyring: Keyring) -> bool:
     """Publish this hub's current seal key if it has registered and its log does not name
     that key yet (after an upgrade, a rotation, or a registration without one)."""
-    registered, published = await _profile(log, keyring.me)
+    # Resumed where the last call stopped: read from the start every time (each round of
+    # the node's projection loop), it cost O(this hub's log) and grew without bound.
+    own = await _profile(log, keyring.me, keyring._own_profile)
     current = keyring.seal_key.public
-    if not registered or published == current:
+    if not own.registered or own.latest == current:
         return False
     await log.append("hub.profile_updated", HubProfileUpdated(seal_key=current))
     return True

@@ -6,11 +6,12 @@ The construction (docs/privacy.md has it in full, with test vectors):
   notes about the person are encrypted with it, ChaCha20-Poly1305 with a random 12-byte
   nonce, the associated data binding network, owner, subject, kind, author and record id
   (:func:`sealed_aad`), so sealed bytes cannot be moved to another record undetected;
-- the data key is **sealed** to each consented hub's X25519 seal key: a fresh ephemeral
-  X25519 key, HKDF-SHA256 over the shared secret (salt = ephemeral ‖ recipient public key,
-  info ``hubnode seal v1``), ChaCha20-Poly1305 with a zero nonce (the key is single-use),
-  the associated data binding network, owner, subject, recipient hub and recipient key
-  (:func:`box_aad`).
+- the data key is **sealed** to each consented hub's X25519 seal key: an ephemeral
+  X25519 key fresh for each consent event and shared by its boxes, HKDF-SHA256 over the
+  shared secret (salt = ephemeral ‖ recipient public key, info ``hubnode seal v1``),
+  ChaCha20-Poly1305 with a zero nonce (each box's key is single-use: recipient keys
+  differ), the associated data binding network, owner, subject, recipient hub and
+  recipient key (:func:`box_aad`).
 """
 
 from __future__ import annotations
@@ -104,10 +105,17 @@ def _open(data_key: bytes, sealed: Sealed, aad: bytes) -> bytes:
 def key_boxes(
     net: str, owner: bytes, subject: str, data_key: bytes, recipients: Mapping[bytes, bytes]
 ) -> tuple[KeyBox, ...]:
-    """Seal ``data_key`` to each hub in ``recipients`` (hub → its current seal key)."""
+    """Seal ``data_key`` to each hub in ``recipients`` (hub → its current seal key).
+
+    One ephemeral key serves every box of the call; the recipients' seal keys must differ,
+    so that each box still has its own key-encryption key (docs/privacy.md)."""
+    if len(set(recipients.values())) != len(recipients):
+        raise PrivacyError("two recipient hubs share one seal key; refusing to seal")
+    ephemeral = crypto.SealKey.generate()
     boxes = []
     for hub, key in recipients.items():
-        epk, box = crypto.seal(key, data_key, box_aad(net, owner, subject, hub, key))
+        aad = box_aad(net, owner, subject, hub, key)
+        epk, box = crypto.seal(key, data_key, aad, ephemeral=ephemeral)
         boxes.append(KeyBox(hub=hub_display(hub), key=key, epk=epk, box=box))
     return tuple(boxes)
 
