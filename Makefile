@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check hubnode tests bench examples
 	$(BIN)/mypy --strict hubnode
 
-BENCHES := append ingest audit crash gossip partition catchup
+BENCHES := append ingest audit crash gossip partition catchup pathway
 
 bench: $(STAMP)
 	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
