@@ -1,10 +1,11 @@
-"""Directory commands: publish services, report capacity, search, HSDS export/import, print.
+"""Reading the directory: ``hubnode directory search``, and :func:`register` for its commands.
 
-``hubnode service publish|update|withdraw``, ``hubnode capacity report`` and
-``hubnode directory search|export|import|print``. Search shows each service's ratings
-from the feedback view beside it. The HSDS 3.0 mapping and its commands are in
-``hubnode/commands/hsds.py``, the printable page in ``hubnode/commands/directory_print.py``;
-:func:`register` adds them to ``hubnode directory``.
+A search filters, counts and pages in SQL over the ``directory`` view's tables, and
+decodes only the services it shows: a service's full fields are one JSON column, and
+decoding it is most of what a listing costs. Search shows each service's ratings from the
+feedback view beside it. Publishing is in ``hubnode/commands/directory_publish.py``, the
+HSDS 3.0 mapping and its commands in ``hubnode/commands/hsds.py``, the printable page in
+``hubnode/commands/directory_print.py``; :func:`register` adds them all to the CLI.
 """
 
 from __future__ import annotations
@@ -12,418 +13,30 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, NamedTuple
 
 import msgspec
 import typer
 from rich.table import Table
 
-from hubnode.commands.common import (
-    DataOpt,
-    JsonOpt,
-    caught_up,
-    fail,
-    folder_of,
-    out,
-    print_json,
-    run_async,
-)
+from hubnode.commands.common import DataOpt, JsonOpt, caught_up, fail, folder_of, out, print_json
+from hubnode.commands.directory_publish import capacity_app, service_app
 from hubnode.config import HubFolder
-from hubnode.events.directory import (
-    CAPACITY_STATUSES,
-    CATEGORIES,
-    DAYS,
-    ServicePublished,
-    ServiceUpdated,
-)
+from hubnode.events.directory import CATEGORIES, DAYS, ServicePublished
 from hubnode.events.ids import hub_display, short_hub
-from hubnode.events.kinds import KINDS, Body
 from hubnode.projections.directory import decode_service
 from hubnode.projections.feedback import ServiceRating, service_summaries
 from hubnode.projections.runner import ProjectionRunner
 
-service_app = typer.Typer(help="Publish, update and withdraw this hub's services.")
-capacity_app = typer.Typer(help="Say whether this hub's services are taking people on.")
 directory_app = typer.Typer(
     help="The network's directory of services: search, HSDS export/import, print.",
     no_args_is_help=True,
 )
 
-_OPEN: Final = re.compile(r"^([A-Z,]+)\s+(\d\d:\d\d)-(\d\d:\d\d)(?:\s+(.*))?$")
-
-# -- options shared by publish and update ---------------------------------------------------
-
-IdOpt = Annotated[str, typer.Option("--id", help="The service id, unique on this hub.")]
-OrgOpt = Annotated[str | None, typer.Option("--org", help="Organisation: this hub or a provider.")]
-OrgDescOpt = Annotated[
-    str | None, typer.Option("--org-description", help="About the organisation.")
-]
-NameOpt = Annotated[str | None, typer.Option(help="The service's name.")]
-DescOpt = Annotated[str | None, typer.Option(help="What the service does, in plain English.")]
-CategoryOpt = Annotated[
-    list[str] | None,
-    typer.Option("--category", help=f"Repeatable; one of: {', '.join(CATEGORIES)}."),
-]
-EligOpt = Annotated[str | None, typer.Option(help="Who can use it.")]
-FreeOpt = Annotated[bool, typer.Option("--free", help="The service is free.")]
-FeeOpt = Annotated[float | None, typer.Option("--fee", help="A fee, e.g. 12.50.")]
-CurrencyOpt = Annotated[str, typer.Option(help="Currency of --fee (ISO 4217).")]
-FeeNoteOpt = Annotated[str, typer.Option("--fee-note", help="What the fee covers.")]
-LangOpt = Annotated[list[str] | None, typer.Option("--language", help="Repeatable, e.g. en, pl.")]
-OpenOpt = Annotated[
-    list[str] | None,
-    typer.Option("--open", help="Repeatable weekly hours, e.g. 'MO,TU,WE 09:00-17:00'."),
-]
-AreaOpt = Annotated[
-    list[str] | None, typer.Option("--area", help="Repeatable postcode district, e.g. DL1.")
-]
-AddressOpt = Annotated[list[str] | None, typer.Option("--address", help="Repeatable address line.")]
-TownOpt = Annotated[str | None, typer.Option(help="Town of the address.")]
-PostcodeOpt = Annotated[str | None, typer.Option(help="Postcode of the address.")]
-PlaceOpt = Annotated[str | None, typer.Option("--place", help="Name of the venue.")]
-PhoneOpt = Annotated[str | None, typer.Option(help="Public phone number (organisational).")]
-EmailOpt = Annotated[str | None, typer.Option(help="Public email address (organisational).")]
-ContactOpt = Annotated[str, typer.Option("--contact-label", help="e.g. 'Reception'.")]
-UrlOpt = Annotated[str | None, typer.Option(help="The service's web page.")]
-BodyOpt = Annotated[
-    str | None, typer.Option("--json", help="The whole body as JSON instead of the flags.")
-]
-
-
-def _fields_from_flags(
-    *,
-    org: str | None,
-    org_description: str | None,
-    name: str | None,
-    description: str | None,
-    category: list[str] | None,
-    eligibility: str | None,
-    free: bool,
-    fee: float | None,
-    currency: str,
-    fee_note: str,
-    language: list[str] | None,
-    open_: list[str] | None,
-    area: list[str] | None,
-    address: list[str] | None,
-    town: str | None,
-    postcode: str | None,
-    place: str | None,
-    phone: str | None,
-    email: str | None,
-    contact_label: str,
-    url: str | None,
-) -> dict[str, Any]:
-    """Body fields for the flags given (flags left out are left out)."""
-    fields: dict[str, Any] = {}
-    for key, value in (
-        ("organisation", org),
-        ("organisation_description", org_description),
-        ("name", name),
-        ("description", description),
-        ("eligibility", eligibility),
-        ("url", url),
-    ):
-        if value is not None:
-            fields[key] = value
-    if category is not None:
-        fields["categories"] = category
-    if language is not None:
-        fields["languages"] = language
-    if area is not None:
-        fields["areas"] = [a.strip().upper() for a in area]
-    if open_ is not None:
-        fields["schedules"] = [_parse_open(text) for text in open_]
-    costs: list[dict[str, Any]] = []
-    if free:
-        costs.append({"kind": "free"})
-    if fee is not None:
-        costs.append(
-            {"kind": "fee", "amount": fee, "currency": currency.upper(), "description": fee_note}
-        )
-    if costs:
-        fields["costs"] = costs
-    if address is not None or town is not None or postcode is not None or place is not None:
-        if not address or postcode is None:
-            fail("--address and --postcode: give at least one --address line and --postcode", 2)
-        fields["location"] = {
-            "name": place or "",
-            "address": address,
-            "town": town or "",
-            "postcode": postcode.strip().upper(),
-        }
-    if phone is not None or email is not None:
-        fields["contacts"] = [{"label": contact_label, "phone": phone, "email": email}]
-    return fields
-
-
-def _parse_open(text: str) -> dict[str, Any]:
-    match = _OPEN.match(text.strip())
-    if match is None:
-        fail(f"--open {text!r}: write days and hours like 'MO,TU,WE 09:00-17:00'", 2)
-    days, opens, closes, note = match.groups()
-    return {"days": days.split(","), "opens": opens, "closes": closes, "note": note or ""}
-
-
-def _body(kind: str, fields: dict[str, Any]) -> Body:
-    """Validate ``fields`` as a body of ``kind``: exit 2 with the field and fix if bad."""
-    spec = KINDS.spec(kind)
-    try:
-        body: Body = msgspec.convert(fields, spec.body)
-    except msgspec.ValidationError as e:
-        fail(f"{kind}: {e}{_hint(str(e))}", 2)
-    categories = getattr(body, "categories", None)
-    if isinstance(categories, tuple):
-        unknown = [c for c in categories if c not in CATEGORIES]
-        if unknown:
-            fail(
-                f"{kind}: unknown category {', '.join(map(repr, unknown))}; "
-                f"use one of {', '.join(CATEGORIES)}",
-                2,
-            )
-    return body
-
-
-_HINTS: Final = {
-    "areas": "postcode districts such as DL1 (--area)",
-    "languages": "language tags such as en or pl (--language)",
-    "schedules": "weekly hours such as 'MO,TU 09:00-17:00' (--open)",
-    "costs": "--free, or --fee 12.50 with --currency GBP",
-    "location": "--address lines and a --postcode such as DL1 5AA",
-    "contacts": "a --phone such as 01325 123456 or an --email",
-    "url": "a web address starting https://",
-    "email": "an address such as help@example.org",
-    "id": "a short slug such as debt-advice (letters, digits, . _ -)",
-    "name": "--name",
-    "description": "--description",
-    "organisation": "--org",
-    "categories": f"--category, one or more of {', '.join(CATEGORIES)}",
-}
-
-
-def _hint(message: str) -> str:
-    """The fix for the field a msgspec error names (``- at `$.areas[0]```)."""
-    match = re.search(r"`\$\.([a-z_]+)", message) or re.search(r"field `([a-z_]+)`", message)
-    if match is None:
-        return ""
-    hint = _HINTS.get(match.group(1))
-    return f"; expected {hint}" if hint else ""
-
-
-def _json_fields(kind: str, text: str) -> dict[str, Any]:
-    try:
-        fields = msgspec.json.decode(text, type=dict[str, Any])
-    except msgspec.DecodeError as e:
-        fail(f"--json: not a JSON object ({e})", 2)
-    known = {f.encode_name for f in msgspec.structs.fields(KINDS.spec(kind).body)}
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        fail(f"--json: unknown field {', '.join(unknown)}; {kind} has {', '.join(known)}", 2)
-    return fields
-
-
-def _append(folder: HubFolder, items: list[tuple[str, Body]]) -> list[int]:
-    async def append() -> list[int]:
-        async with await folder.open_log() as log:
-            return [done.seq for done in await log.append_many(items)]
-
-    return run_async(append())
-
-
-def _own_services(folder: HubFolder) -> dict[str, bool]:
-    """This hub's services in the directory view: id → withdrawn."""
-    runner = caught_up(folder)
-    rows = runner.query(
-        "directory", "SELECT service, withdrawn FROM {services} WHERE publisher = ?", (folder.hub,)
-    )
-    runner.close()
-    return {service: bool(withdrawn) for service, withdrawn in rows}
-
-
-def _require_live(folder: HubFolder, service: str) -> None:
-    withdrawn = _own_services(folder).get(service)
-    if withdrawn is None:
-        fail(f"--id {service!r}: this hub has published no such service (see `service publish`)", 2)
-    if withdrawn:
-        fail(f"--id {service!r} is withdrawn; publish it again to bring it back", 2)
-
-
-# -- service publish / update / withdraw ---------------------------------------------------
-
-
-def _service_body(kind: str, id_: str | None, body_json: str | None, flags: dict[str, Any]) -> Body:
-    """The body of ``kind`` from ``--json`` or from the flags (never both; exit 2 if so)."""
-    if body_json is not None:
-        if flags or id_ is not None:
-            fail("--json: give the whole body as JSON or use the flags, not both", 2)
-        fields = _json_fields(kind, body_json)
-    else:
-        fields = {"id": id_, **flags} if id_ is not None else flags
-    return _body(kind, fields)
-
-
-@service_app.command("publish")
-def service_publish(
-    data: DataOpt,
-    id_: Annotated[str | None, typer.Option("--id", help="The service id, unique here.")] = None,
-    org: OrgOpt = None,
-    org_description: OrgDescOpt = None,
-    name: NameOpt = None,
-    description: DescOpt = None,
-    category: CategoryOpt = None,
-    eligibility: EligOpt = None,
-    free: FreeOpt = False,
-    fee: FeeOpt = None,
-    currency: CurrencyOpt = "GBP",
-    fee_note: FeeNoteOpt = "",
-    language: LangOpt = None,
-    open_: OpenOpt = None,
-    area: AreaOpt = None,
-    address: AddressOpt = None,
-    town: TownOpt = None,
-    postcode: PostcodeOpt = None,
-    place: PlaceOpt = None,
-    phone: PhoneOpt = None,
-    email: EmailOpt = None,
-    contact_label: ContactOpt = "",
-    url: UrlOpt = None,
-    body_json: BodyOpt = None,
-) -> None:
-    """Publish a service of this hub to the network's directory. Prints its seq."""
-    folder = folder_of(data)
-    flags = _fields_from_flags(
-        org=org,
-        org_description=org_description,
-        name=name,
-        description=description,
-        category=category,
-        eligibility=eligibility,
-        free=free,
-        fee=fee,
-        currency=currency,
-        fee_note=fee_note,
-        language=language,
-        open_=open_,
-        area=area,
-        address=address,
-        town=town,
-        postcode=postcode,
-        place=place,
-        phone=phone,
-        email=email,
-        contact_label=contact_label,
-        url=url,
-    )
-    body = _service_body("service.published", id_, body_json, flags)
-    assert isinstance(body, ServicePublished)
-    if _own_services(folder).get(body.id) is False:
-        fail(f"--id {body.id!r} is already published; change it with `service update`", 2)
-    (seq,) = _append(folder, [("service.published", body)])
-    out.print(f"published service {body.id} (seq {seq})", markup=False)
-
-
-@service_app.command("update")
-def service_update(
-    data: DataOpt,
-    id_: Annotated[str | None, typer.Option("--id", help="The service to update.")] = None,
-    org: OrgOpt = None,
-    org_description: OrgDescOpt = None,
-    name: NameOpt = None,
-    description: DescOpt = None,
-    category: CategoryOpt = None,
-    eligibility: EligOpt = None,
-    free: FreeOpt = False,
-    fee: FeeOpt = None,
-    currency: CurrencyOpt = "GBP",
-    fee_note: FeeNoteOpt = "",
-    language: LangOpt = None,
-    open_: OpenOpt = None,
-    area: AreaOpt = None,
-    address: AddressOpt = None,
-    town: TownOpt = None,
-    postcode: PostcodeOpt = None,
-    place: PlaceOpt = None,
-    phone: PhoneOpt = None,
-    email: EmailOpt = None,
-    contact_label: ContactOpt = "",
-    url: UrlOpt = None,
-    body_json: BodyOpt = None,
-) -> None:
-    """Change fields of this hub's service; list flags replace the whole list."""
-    folder = folder_of(data)
-    flags = _fields_from_flags(
-        org=org,
-        org_description=org_description,
-        name=name,
-        description=description,
-        category=category,
-        eligibility=eligibility,
-        free=free,
-        fee=fee,
-        currency=currency,
-        fee_note=fee_note,
-        language=language,
-        open_=open_,
-        area=area,
-        address=address,
-        town=town,
-        postcode=postcode,
-        place=place,
-        phone=phone,
-        email=email,
-        contact_label=contact_label,
-        url=url,
-    )
-    body = _service_body("service.updated", id_, body_json, flags)
-    assert isinstance(body, ServiceUpdated)
-    if body.publisher is not None and body.publisher != folder.config.hub_id:
-        fail(f"publisher {body.publisher}: only the publishing hub may update its service", 2)
-    _require_live(folder, body.id)
-    (seq,) = _append(folder, [("service.updated", body)])
-    out.print(f"updated service {body.id} (seq {seq})", markup=False)
-
-
-@service_app.command("withdraw")
-def service_withdraw(
-    data: DataOpt,
-    id_: IdOpt,
-    reason: Annotated[str, typer.Option(help="Why, for people reading the log.")] = "",
-) -> None:
-    """Withdraw this hub's service from the directory."""
-    folder = folder_of(data)
-    body = _body("service.withdrawn", {"service": id_, "reason": reason})
-    _require_live(folder, id_)
-    (seq,) = _append(folder, [("service.withdrawn", body)])
-    out.print(f"withdrew service {id_} (seq {seq})", markup=False)
-
-
-@capacity_app.command("report")
-def capacity_report(
-    data: DataOpt,
-    id_: IdOpt,
-    status: Annotated[str, typer.Option(help=f"One of: {', '.join(CAPACITY_STATUSES)}.")],
-    as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Date YYYY-MM-DD (default: today).")
-    ] = None,
-    note: Annotated[str, typer.Option(help="e.g. 'waiting time about 3 weeks'.")] = "",
-) -> None:
-    """Report whether a service of this hub is accepting people, has a waitlist or is full."""
-    folder = folder_of(data)
-    if status not in CAPACITY_STATUSES:
-        fail(f"--status {status!r}: use one of {', '.join(CAPACITY_STATUSES)}", 2)
-    fields = {
-        "service": id_,
-        "status": status,
-        "as_of": as_of or dt.date.today().isoformat(),
-        "note": note,
-    }
-    body = _body("capacity.reported", fields)
-    _require_live(folder, id_)
-    (seq,) = _append(folder, [("capacity.reported", body)])
-    out.print(f"capacity of {id_}: {status} (seq {seq})", markup=False)
-
-
-# -- reading the directory -----------------------------------------------------------------
+_DENSE: Final = 8
+"""A page is looked for among the first ``limit * _DENSE`` services in name order first."""
+DEFAULT_LIMIT: Final = 50
+"""Services ``directory search`` shows unless told otherwise: a screenful, not thousands."""
 
 
 class Listing(msgspec.Struct, frozen=True, kw_only=True):
@@ -436,66 +49,140 @@ class Listing(msgspec.Struct, frozen=True, kw_only=True):
     """Ratings from the feedback view; None when not asked for or nobody has rated it."""
 
 
-def _listings(
-    folder: HubFolder,
-    *,
-    text: str | None = None,
-    categories: Iterable[str] = (),
-    area: str | None = None,
-    free: bool = False,
-    ratings: bool = False,
-) -> list[Listing]:
-    """:func:`search_listings` in ``folder``'s views, brought up to date with its log first."""
-    runner = caught_up(folder)
-    try:
-        return search_listings(
-            runner, text=text, categories=categories, area=area, free=free, ratings=ratings
-        )
-    finally:
-        runner.close()
+class Found(NamedTuple):
+    listings: list[Listing]
+    total: int
+    """How many services match: more than ``len(listings)`` when the limit cut them short."""
 
 
-def search_listings(
-    runner: ProjectionRunner,
-    *,
-    text: str | None = None,
-    categories: Iterable[str] = (),
-    area: str | None = None,
-    free: bool = False,
-    ratings: bool = False,
-) -> list[Listing]:
-    """Live services matching every filter given, by name then publisher and id.
+class Search(msgspec.Struct, frozen=True, kw_only=True):
+    """A search of the live services: every filter given must hold."""
 
-    With ``ratings``, each carries its rating summary from the feedback view.
-    """
-    where = ["s.withdrawn = 0"]
-    params: list[Any] = []
-    if text:
-        for word in text.casefold().split():
-            where.append("instr(s.text, ?) > 0")
-            params.append(word)
-    for category in categories:
-        where.append(
-            "EXISTS (SELECT 1 FROM {categories} c WHERE c.category = ? "
-            "AND c.publisher = s.publisher AND c.service = s.service)"
+    text: str | None = None
+    """Words that must all occur (case-folded) in the name, description or organisation."""
+    categories: tuple[str, ...] = ()
+    area: str | None = None
+    """A postcode district the service must cover."""
+    free: bool = False
+    open_at: dt.datetime | None = None
+    """A local time the service's weekly hours must include: its weekday and HH:MM as
+    written, whatever time zone it carries, like the hours themselves."""
+
+    def where(self, *, walk: bool = False) -> tuple[str, list[Any]]:
+        """The SQL condition on services ``s`` and its parameters, for one of two plans.
+
+        ``walk``: services are read in name order (the index starting ``withdrawn, name``)
+        and each is tested against the other tables (EXISTS). Otherwise every service is
+        read in storage order and each other table's matching keys are read once (IN);
+        the ``+`` keeps SQLite off the name index, whose order costs a random read per
+        service.
+        """
+        where = ["s.withdrawn = 0" if walk else "+s.withdrawn = 0"]
+        params: list[Any] = []
+        if self.text:
+            for word in self.text.casefold().split():
+                where.append("instr(s.text, ?) > 0")
+                params.append(word)
+        for category in self.categories:
+            where.append(_keyed("categories", "category = ?", walk))
+            params.append(category)
+        if self.area:
+            where.append(_keyed("areas", "district = ?", walk))
+            params.append(self.area)
+        if self.free:
+            where.append("s.free = 1")
+        if self.open_at is not None:
+            # Hours are "HH:MM" strings, so comparing text compares times; closes is
+            # exclusive. Day and clock are worked out once here, not once per service.
+            where.append(_keyed("hours", "day = ? AND opens <= ? AND ? < closes", walk))
+            clock = f"{self.open_at.hour:02d}:{self.open_at.minute:02d}"
+            params += [DAYS[self.open_at.weekday()], clock, clock]
+        return " AND ".join(where), params
+
+    def listings(
+        self, runner: ProjectionRunner, *, ratings: bool = False, limit: int | None = None
+    ) -> list[Listing]:
+        """The first ``limit`` matches (all when None), by name then publisher and id.
+
+        With ``ratings``, each carries its rating summary from the feedback view.
+        """
+        where, params = self.where()
+        keys = (
+            f"SELECT s.publisher, s.service, s.name FROM {{services}} s WHERE {where} "
+            "ORDER BY s.name, s.publisher, s.service LIMIT ?"
         )
-        params.append(category)
-    if area:
-        where.append(
-            "EXISTS (SELECT 1 FROM {areas} a WHERE a.district = ? "
-            "AND a.publisher = s.publisher AND a.service = s.service)"
+        rows = runner.query(
+            "directory", _with_details(keys), [*params, -1 if limit is None else limit]
         )
-        params.append(area)
-    if free:
-        where.append("s.free = 1")
-    rows = runner.query(
-        "directory",
-        "SELECT s.publisher, s.data, k.status, k.as_of, k.note FROM {services} s "
-        "LEFT JOIN {capacity} k ON k.publisher = s.publisher AND k.service = s.service "
-        f"WHERE {' AND '.join(where)} ORDER BY s.name, s.publisher, s.service",
-        params,
+        return _listed(runner, rows, ratings)
+
+    def page(self, runner: ProjectionRunner, limit: int, *, ratings: bool = False) -> Found:
+        """The first ``limit`` matches and how many match in all, read in as few passes
+        over the services as the matches allow."""
+        # Dense matches: the first limit * _DENSE services in name order hold a whole
+        # page, and it is the page (every other service sorts after them). Only the
+        # count then reads every service.
+        where, params = self.where(walk=True)
+        keys = (
+            "SELECT s.publisher, s.service, s.name FROM (SELECT * FROM {services} "
+            "WHERE withdrawn = 0 ORDER BY name, publisher, service LIMIT ?) s "
+            f"WHERE {where} ORDER BY s.name, s.publisher, s.service LIMIT ?"
+        )
+        rows = runner.query("directory", _with_details(keys), [limit * _DENSE, *params, limit])
+        if len(rows) == limit:
+            return Found(_listed(runner, rows, ratings), self.count(runner))
+        # Sparse matches: one pass finds them all, counts them and sorts the first page.
+        where, params = self.where()
+        counted = runner.query(
+            "directory",
+            f"WITH matches AS (SELECT s.publisher, s.service, s.name FROM {{services}} s "
+            f"WHERE {where}) "
+            + _with_details(
+                "SELECT * FROM matches ORDER BY name, publisher, service LIMIT ?",
+                also="(SELECT count(*) FROM matches)",
+            ),
+            [*params, limit],
+        )
+        total = counted[0][-1] if counted else 0
+        return Found(_listed(runner, [row[:-1] for row in counted], ratings), total)
+
+    def count(self, runner: ProjectionRunner) -> int:
+        """How many live services match."""
+        where, params = self.where()
+        ((total,),) = runner.query(
+            "directory", f"SELECT count(*) FROM {{services}} s WHERE {where}", params
+        )
+        return int(total)
+
+
+def _keyed(table: str, condition: str, walk: bool) -> str:
+    """The services with a row in ``table`` meeting ``condition`` (see Search.where)."""
+    if walk:
+        return (
+            f"EXISTS (SELECT 1 FROM {{{table}}} x WHERE x.publisher = s.publisher "
+            f"AND x.service = s.service AND {condition})"
+        )
+    return (
+        f"(s.publisher, s.service) IN "
+        f"(SELECT publisher, service FROM {{{table}}} WHERE {condition})"
     )
-    rated = service_summaries(runner) if ratings else {}
+
+
+def _with_details(keys: str, *, also: str = "") -> str:
+    """The services ``keys`` selects (publisher, service, name), in name order, with their
+    JSON and capacity (and the column ``also``): read for the services shown alone."""
+    return (
+        f"SELECT p.publisher, d.data, k.status, k.as_of, k.note{', ' + also if also else ''} "
+        f"FROM ({keys}) p "
+        "JOIN {details} d ON d.publisher = p.publisher AND d.service = p.service "
+        "LEFT JOIN {capacity} k ON k.publisher = p.publisher AND k.service = p.service "
+        "ORDER BY p.name, p.publisher, p.service"
+    )
+
+
+def _listed(runner: ProjectionRunner, rows: list[tuple[Any, ...]], ratings: bool) -> list[Listing]:
+    """Listings of rows from :func:`_with_details`, with ratings from the feedback view."""
+    rated = service_summaries(runner) if ratings and rows else {}
     found = []
     for publisher, data, status, as_of, note in rows:
         service = decode_service(data)
@@ -511,10 +198,43 @@ def search_listings(
     return found
 
 
-def open_at(service: ServicePublished, when: dt.datetime) -> bool:
-    """Whether the service's weekly hours include local time ``when``."""
-    day, clock = DAYS[when.weekday()], when.strftime("%H:%M")
-    return any(day in s.days and s.opens <= clock < s.closes for s in service.schedules)
+def search_listings(
+    runner: ProjectionRunner,
+    *,
+    text: str | None = None,
+    categories: Iterable[str] = (),
+    area: str | None = None,
+    free: bool = False,
+    open_at: dt.datetime | None = None,
+    ratings: bool = False,
+    limit: int | None = None,
+) -> list[Listing]:
+    """Live services matching every filter given, by name then publisher and id."""
+    search = Search(text=text, categories=tuple(categories), area=area, free=free, open_at=open_at)
+    return search.listings(runner, ratings=ratings, limit=limit)
+
+
+def _listings(folder: HubFolder, search: Search | None = None) -> list[Listing]:
+    """Every match of ``search`` (default: every live service) in ``folder``'s views,
+    brought up to date with its log first."""
+    runner = caught_up(folder)
+    try:
+        return (search or Search()).listings(runner)
+    finally:
+        runner.close()
+
+
+def find(folder: HubFolder, search: Search, *, limit: int | None) -> Found:
+    """What ``directory search`` shows: the first ``limit`` matches (all when None) with
+    their ratings, and how many match, in ``folder``'s views brought up to date first."""
+    runner = caught_up(folder)
+    try:
+        if limit is None:
+            found = search.listings(runner, ratings=True)
+            return Found(found, len(found))
+        return search.page(runner, limit, ratings=True)
+    finally:
+        runner.close()
 
 
 def parse_district(text: str) -> str:
@@ -533,6 +253,13 @@ def costs_text(service: ServicePublished) -> str:
             money = f"{c.amount:.2f} {c.currency}"
             parts.append(money + (f" {c.description}" if c.description else ""))
     return "; ".join(parts) or "ask"
+
+
+def rating_text(rating: ServiceRating | None) -> str:
+    """``4.50 (2 ratings)``, or ``-`` when nobody has rated the service."""
+    if rating is None:
+        return "-"
+    return f"{rating.average:.2f} ({rating.ratings} rating{'' if rating.ratings == 1 else 's'})"
 
 
 @directory_app.command("search")
@@ -555,9 +282,15 @@ def directory_search(
         str | None,
         typer.Option(help="With --open-now: this local time instead, YYYY-MM-DDTHH:MM."),
     ] = None,
+    limit: Annotated[
+        int, typer.Option(help="Show at most this many services (0: all of them).", min=0)
+    ] = DEFAULT_LIMIT,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find live services across the network."""
+    """Find live services across the network, listed by name, the first --limit of them.
+
+    With --json: {"total": matches, "returned": shown, "services": [...]}.
+    """
     for c in category or ():
         if c not in CATEGORIES:
             fail(f"--category {c!r}: use one of {', '.join(CATEGORIES)}", 2)
@@ -567,29 +300,26 @@ def directory_search(
             when = dt.datetime.fromisoformat(at)
         except ValueError:
             fail(f"--at {at!r}: write a local time as YYYY-MM-DDTHH:MM", 2)
-    found = _listings(
-        folder_of(data),
+    search = Search(
         text=text,
-        categories=category or (),
+        categories=tuple(category or ()),
         area=parse_district(area) if area else None,
         free=free,
-        ratings=True,
+        open_at=when if open_now else None,
     )
-    if open_now:
-        found = [f for f in found if open_at(f.service, when)]
+    found, total = find(folder_of(data), search, limit=limit or None)
     if as_json:
-        print_json(
-            [
-                {
-                    "publisher": hub_display(f.publisher),
-                    **msgspec.to_builtins(f.service),
-                    "capacity": f.capacity,
-                    "ratings": f.rating.ratings if f.rating else 0,
-                    "average_rating": f.rating.average if f.rating else None,
-                }
-                for f in found
-            ]
-        )
+        services = [
+            {
+                "publisher": hub_display(f.publisher),
+                **msgspec.to_builtins(f.service),
+                "capacity": f.capacity,
+                "ratings": f.rating.ratings if f.rating else 0,
+                "average_rating": f.rating.average if f.rating else None,
+            }
+            for f in found
+        ]
+        print_json({"total": total, "returned": len(found), "services": services})
         return
     if not found:
         out.print("no services match")
@@ -610,17 +340,16 @@ def directory_search(
             rating_text(f.rating),
         )
     out.print(table)
-
-
-def rating_text(rating: ServiceRating | None) -> str:
-    """``4.50 (2 ratings)``, or ``-`` when nobody has rated the service."""
-    if rating is None:
-        return "-"
-    return f"{rating.average:.2f} ({rating.ratings} rating{'' if rating.ratings == 1 else 's'})"
+    if total > len(found):
+        out.print(
+            f"{total - len(found)} more — use --limit {total} (or --limit 0) to show them all, "
+            "or narrow the search",
+            markup=False,
+        )
 
 
 def register(app: typer.Typer) -> None:
-    # Imported here: these modules build on this one (Listing, _listings, _append).
+    # Imported here: these modules build on this one (Listing, _listings).
     from hubnode.commands.directory_print import directory_print
     from hubnode.commands.hsds import directory_export, directory_import
 

@@ -14,7 +14,7 @@ from typing import Annotated, Final
 import typer
 
 from hubnode.commands.common import DataOpt, fail, folder_of, out
-from hubnode.commands.directory import Listing, _listings, costs_text, parse_district
+from hubnode.commands.directory import Listing, Search, _listings, costs_text, parse_district
 from hubnode.events.directory import CATEGORIES, DAYS
 
 _DAY_NAMES: Final = dict(zip(DAYS, ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"), strict=True))
@@ -111,7 +111,7 @@ def directory_print(
     district = parse_district(area) if area else None
     if not out_file.parent.is_dir():
         fail(f"--out {out_file}: there is no folder {out_file.parent}", 2)
-    found = _listings(folder_of(data), area=district)
+    found = _listings(folder_of(data), Search(area=district))
     title = "Directory of services" + (f" in {district}" if district else "")
     out_file.write_text(directory_html(found, title=title), encoding="utf-8")
     out.print(f"wrote {len(found)} services to {out_file}", markup=False)

@@ -19,7 +19,8 @@ import msgspec
 import typer
 
 from hubnode.commands.common import DataOpt, fail, folder_of, out
-from hubnode.commands.directory import Listing, _append, _listings
+from hubnode.commands.directory import Listing, _listings
+from hubnode.commands.directory_publish import _append
 from hubnode.events.directory import CATEGORIES, DAYS, ServicePublished
 from hubnode.events.ids import hub_display
 from hubnode.events.kinds import Body

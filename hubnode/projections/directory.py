@@ -6,8 +6,10 @@ state on every hub whatever order different hubs' events were interleaved in. A 
 update, withdrawal or capacity report for a service it did not publish, or for a service
 that does not exist (yet) in its own log, is ignored with a recorded reason.
 
-``data`` holds the service's current fields as canonical JSON (a :class:`ServicePublished`);
-the other columns and the two index tables are copies of it for search.
+``details.data`` holds the service's current fields as canonical JSON (a
+:class:`ServicePublished`). ``services`` and the ``categories``, ``areas`` and ``hours``
+tables copy the parts search filters and sorts on, so that a search runs in SQL over narrow
+rows and decodes only the services it shows.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ _decoder: Final = msgspec.json.Decoder(ServicePublished)
 
 
 def decode_service(data: str | bytes) -> ServicePublished:
-    """The service stored in the ``data`` column."""
+    """The service stored in ``details.data``."""
     return _decoder.decode(data)
 
 
@@ -42,22 +44,38 @@ def search_text(service: ServicePublished) -> str:
 
 class DirectoryProjection(Projection):
     name: ClassVar[str] = "directory"
-    version: ClassVar[int] = 1
+    # 2: ``hours`` for --open-now in SQL; ``data`` moved from ``services`` to ``details``;
+    # services indexed in name order.
+    version: ClassVar[int] = 2
     kinds: ClassVar[frozenset[str]] = frozenset(
         {"service.published", "service.updated", "service.withdrawn", "capacity.reported"}
     )
     tables: ClassVar[dict[str, str]] = {
         "services": "publisher BLOB NOT NULL, service TEXT NOT NULL, name TEXT NOT NULL, "
         "organisation TEXT NOT NULL, text TEXT NOT NULL, free INTEGER NOT NULL, "
-        "data TEXT NOT NULL, withdrawn INTEGER NOT NULL, withdrawn_reason TEXT NOT NULL, "
+        "withdrawn INTEGER NOT NULL, withdrawn_reason TEXT NOT NULL, "
         "published_seq INTEGER NOT NULL, updated_seq INTEGER NOT NULL, "
+        "PRIMARY KEY (publisher, service), "
+        # Unique because (publisher, service) is: search walks it to list a page of
+        # dense matches in name order without sorting them all.
+        "UNIQUE (withdrawn, name, publisher, service)",
+        # Apart from ``services``, whose rows a search scans: the JSON is four fifths of
+        # a service's bytes and is read only for the services shown.
+        "details": "publisher BLOB NOT NULL, service TEXT NOT NULL, data TEXT NOT NULL, "
         "PRIMARY KEY (publisher, service)",
-        # The primary keys serve search (by category, by district); the UNIQUE keys index
-        # the same rows by service, for replacing a service's rows on each update.
+        # The primary keys serve search (by category, by district, by day and time); the
+        # UNIQUE keys index the same rows by service, for replacing a service's rows on
+        # each update.
         "categories": "publisher BLOB NOT NULL, service TEXT NOT NULL, category TEXT NOT NULL, "
         "PRIMARY KEY (category, publisher, service), UNIQUE (publisher, service, category)",
         "areas": "publisher BLOB NOT NULL, service TEXT NOT NULL, district TEXT NOT NULL, "
         "PRIMARY KEY (district, publisher, service), UNIQUE (publisher, service, district)",
+        # One row per weekday of each weekly-hours entry. Entries repeating a day and
+        # times (with different notes) collapse into one row.
+        "hours": "publisher BLOB NOT NULL, service TEXT NOT NULL, day TEXT NOT NULL, "
+        "opens TEXT NOT NULL, closes TEXT NOT NULL, "
+        "PRIMARY KEY (day, opens, closes, publisher, service), "
+        "UNIQUE (publisher, service, day, opens, closes)",
         "capacity": "publisher BLOB NOT NULL, service TEXT NOT NULL, status TEXT NOT NULL, "
         "as_of TEXT NOT NULL, note TEXT NOT NULL, seq INTEGER NOT NULL, "
         "PRIMARY KEY (publisher, service)",
@@ -123,8 +141,9 @@ class DirectoryProjection(Projection):
             )
             return None
         row = tx.one(
-            "SELECT data, withdrawn, published_seq FROM {services} "
-            "WHERE publisher = ? AND service = ?",
+            "SELECT d.data, s.withdrawn, s.published_seq FROM {services} s "
+            "JOIN {details} d ON d.publisher = s.publisher AND d.service = s.service "
+            "WHERE s.publisher = ? AND s.service = ?",
             (event.hub, service),
         )
         if row is None:
@@ -140,20 +159,23 @@ class DirectoryProjection(Projection):
     ) -> None:
         key = (event.hub, service.id)
         tx.execute(
-            "INSERT INTO {services} VALUES (?, ?, ?, ?, ?, ?, ?, 0, '', ?, ?) "
+            "INSERT INTO {services} VALUES (?, ?, ?, ?, ?, ?, 0, '', ?, ?) "
             "ON CONFLICT (publisher, service) DO UPDATE SET name = excluded.name, "
             "organisation = excluded.organisation, text = excluded.text, "
-            "free = excluded.free, data = excluded.data, updated_seq = excluded.updated_seq",
+            "free = excluded.free, updated_seq = excluded.updated_seq",
             (
                 *key,
                 service.name,
                 service.organisation,
                 search_text(service),
                 int(any(c.kind == "free" for c in service.costs)),
-                _encoder.encode(service).decode(),
                 published_seq,
                 event.seq,
             ),
+        )
+        tx.execute(
+            "INSERT OR REPLACE INTO {details} VALUES (?, ?, ?)",
+            (*key, _encoder.encode(service).decode()),
         )
         tx.execute("DELETE FROM {categories} WHERE publisher = ? AND service = ?", key)
         tx.executemany(
@@ -162,6 +184,11 @@ class DirectoryProjection(Projection):
         )
         tx.execute("DELETE FROM {areas} WHERE publisher = ? AND service = ?", key)
         tx.executemany("INSERT INTO {areas} VALUES (?, ?, ?)", [(*key, a) for a in service.areas])
+        tx.execute("DELETE FROM {hours} WHERE publisher = ? AND service = ?", key)
+        tx.executemany(
+            "INSERT OR IGNORE INTO {hours} VALUES (?, ?, ?, ?, ?)",
+            [(*key, day, h.opens, h.closes) for h in service.schedules for day in h.days],
+        )
 
 
 PROJECTIONS: Final[tuple[type[Projection], ...]] = (DirectoryProjection,)
