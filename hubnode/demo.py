@@ -6,9 +6,12 @@ the first hub admits the others (so every hub comes to trust every other). Then 
 share work, step by step (``hubnode/demo_scenario.py``): services published at two hubs,
 a skills offer and request, a confirmed time-credit transfer, a tender with a cluster of
 three hubs, its lots and bid, and ratings of a service; each hub also appends profile
-updates in bulk. The demo watches the logs converge, then builds every hub's views from
-its own log and shows that their hashes are identical, and a few lines of each view. Then
-one hub's export is audited and a tampered copy of it fails the audit.
+updates in bulk. Then two people's pathways (``hubnode/demo_pathway.py``): enquiries,
+consent, referrals, an outcome, a follow-up and an advocacy case, and an erasure — and
+which hub can read whom. The demo watches the logs converge, then builds every hub's views
+from its own log and shows that their hashes are identical, and a few lines of each view.
+Then one hub's export is audited and a tampered copy of it fails the audit. The node
+processes are :mod:`hubnode.demo_nodes`.
 
 The demo process appends through each hub's own log file (the log is safe for several
 processes: the node picks the new events up and gossips them), and reads every log to
@@ -20,16 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 import signal
-import socket
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, NamedTuple
+from typing import Final
 
 import msgspec
 from rich.console import Console
@@ -38,110 +37,49 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hubnode.audit import audit_file
+from hubnode.casework import Casework
 from hubnode.config import EmbeddedNats, HubFolder
-from hubnode.demo_scenario import MIN_HUBS, Step, steps, view_lines
-from hubnode.errors import HubnodeError
+from hubnode.demo_nodes import (
+    NODE_LOG,
+    DemoError,
+    DemoHub,
+    check_alive,
+    cluster_formed,
+    free_ports,
+    start_nodes,
+    stop_nodes,
+    tail,
+)
+from hubnode.demo_pathway import PathwayStory
+from hubnode.demo_scenario import (
+    MIN_HUBS,
+    PROFILES,
+    Step,
+    profile_update,
+    steps,
+    view_lines,
+)
 from hubnode.events.ids import hub_display, short_hub
-from hubnode.events.network import HubAdmitted, HubProfileUpdated, HubRegistered, Role
+from hubnode.events.network import HubAdmitted, HubRegistered
 from hubnode.hublog import HublogWriter
-from hubnode.node import projection_runner, read_status
+from hubnode.node import projection_runner
 from hubnode.privacy.keyring import Keyring
 from hubnode.projections.runner import ProjectionRunner
-from hubnode.store.log import EventLog, Head
+from hubnode.store.log import Head
 
 NETWORK: Final = "darlington-csn"
-NODE_LOG: Final = "node.log"
-"""Each node's stdout and stderr, in its hub's data folder."""
-POLL: Final = 0.2
-"""Seconds between two reads of the logs while waiting for the nodes."""
+POLL: Final = 0.05
+"""Seconds between two reads of the logs while waiting for the nodes. A step converges in
+tens of milliseconds on one machine and a read of every hub's heads costs far less, so a
+longer pause (it was 0.2 s) only added to each of the demo's dozen steps."""
 START_TIMEOUT: Final = 20.0
 TRUST_TIMEOUT: Final = 20.0
 CONVERGE_TIMEOUT: Final = 30.0
-STOP_TIMEOUT: Final = 12.0
-"""Longer than a node's own wait for its nats-server to stop (10 s)."""
 BURST: Final = 25
 """Appends issued at once; the log commits each burst as one transaction."""
-
-
-class Profile(NamedTuple):
-    name: str
-    roles: tuple[Role, ...]
-    area: str
-    contact: str
-
-
-PROFILES: Final[tuple[Profile, ...]] = (
-    Profile(
-        "Darlington Advice Hub",
-        ("gateway", "follow-up"),
-        "Darlington town centre",
-        "advice@example.org",
-    ),
-    Profile(
-        "Care Navigators North",
-        ("follow-up", "advocacy"),
-        "Harrowgate Hill and Cockerton",
-        "navigators@example.org",
-    ),
-    Profile(
-        "Volunteer Centre",
-        ("direct-delivery", "new-services"),
-        "Borough-wide",
-        "volunteer@example.org",
-    ),
-    Profile(
-        "Eastbourne Community Hub",
-        ("gateway", "direct-delivery"),
-        "Eastbourne and Firthmoor",
-        "eastbourne@example.org",
-    ),
-    Profile(
-        "Red Hall Family Centre",
-        ("direct-delivery", "follow-up"),
-        "Red Hall and Lingfield",
-        "redhall@example.org",
-    ),
-    Profile(
-        "Skerne Park Residents' Hub",
-        ("advocacy", "gateway"),
-        "Skerne Park and Bank Top",
-        "skernepark@example.org",
-    ),
-    Profile(
-        "Haughton Food Pantry",
-        ("direct-delivery",),
-        "Haughton and Springfield",
-        "pantry@example.org",
-    ),
-    Profile(
-        "Rural Darlington Outreach",
-        ("gateway", "new-services"),
-        "Hurworth, Middleton St George and Heighington",
-        "rural@example.org",
-    ),
-)
 MAX_HUBS: Final = len(PROFILES)
 
-
-class DemoError(HubnodeError):
-    """The demo could not complete; the message says which step and shows the nodes' logs."""
-
-
-@dataclass
-class _Hub:
-    number: int
-    profile: Profile
-    folder: HubFolder
-    log: EventLog
-    proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def name(self) -> str:
-        return self.profile.name
-
-    @property
-    def node_log(self) -> Path:
-        return self.folder.path / NODE_LOG
+__all__ = ["MAX_HUBS", "NETWORK", "PROFILES", "DemoError", "run_demo"]
 
 
 async def run_demo(
@@ -190,33 +128,6 @@ async def run_demo(
                 signal.signal(signal.SIGTERM, previous)
 
 
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports on 127.0.0.1 (bound at once, then released)."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-        return ports
-
-
-def _hubnode_command() -> list[str]:
-    """The ``hubnode`` console script beside this Python, or the same through ``-c``."""
-    script = Path(sys.executable).parent / "hubnode"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from hubnode.cli import main; main()"]
-
-
-def _tail(path: Path, lines: int = 12) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as e:
-        return f"    (cannot read {path}: {e.strerror})"
-    return "\n".join("    " + line for line in text.splitlines()[-lines:]) or "    (empty)"
-
-
 def _seconds(start: float) -> str:
     return f"{time.monotonic() - start:.1f} s"
 
@@ -228,7 +139,7 @@ class _Demo:
         self.count = hubs
         self.events = events
         self.kept = kept
-        self.hubs: list[_Hub] = []
+        self.hubs: list[DemoHub] = []
 
     # -- the story ----------------------------------------------------------------------
 
@@ -247,9 +158,9 @@ class _Demo:
                 await self._federate()
             finally:
                 stopping = time.monotonic()
-                stopped, killed = await self._stop_nodes()
+                stopped, killed = await stop_nodes(self.hubs, self.out)
             how = f"SIGTERM; {killed} killed" if killed else "SIGTERM"
-            out.print(f"7. stopped {stopped} nodes ({how}): {_seconds(stopping)}")
+            out.print(f"8. stopped {stopped} nodes ({how}): {_seconds(stopping)}")
             await self._audit()
         finally:
             await self._close_logs()
@@ -259,8 +170,9 @@ class _Demo:
         out = self.out
         await self._create_hubs()
         step = time.monotonic()
-        await self._start_nodes()
-        await self._until(self._cluster_formed, START_TIMEOUT, "the nodes joining one cluster")
+        await start_nodes(self.hubs)
+        formed = functools.partial(cluster_formed, self.hubs)
+        await self._until(formed, START_TIMEOUT, "the nodes joining one cluster")
         out.print(
             f"1. started {self.count} nodes (`hubnode run`); their nats-servers formed one "
             f"cluster: {_seconds(step)}"
@@ -297,6 +209,9 @@ class _Demo:
             held = functools.partial(self._all_hold, frontier)
             await self._until(held, CONVERGE_TIMEOUT, "convergence")
             out.print(f"   {self._said(shared)}: every hub holds it after {_seconds(step)}")
+
+        await self._pathway()
+        frontier = await self._own_heads()  # the nodes append no more: erasures confirmed
         total = sum(head.seq for head in frontier.values())
         out.print(f"   every hub holds all {total} events\n")
         await self._print_table(frontier)
@@ -305,7 +220,7 @@ class _Demo:
     # -- hubs and nodes -----------------------------------------------------------------
 
     async def _create_hubs(self) -> None:
-        ports = _free_ports(2 * self.count)
+        ports = free_ports(2 * self.count)
         client, cluster = ports[: self.count], ports[self.count :]
         for i, profile in enumerate(PROFILES[: self.count]):
             folder = HubFolder.init(self.root / f"hub{i + 1}", name=profile.name, network=NETWORK)
@@ -319,75 +234,18 @@ class _Demo:
                 # Trust bootstraps from the founder: every hub trusts hub 1, hub 1 admits them.
                 founder = self.hubs[0]
                 folder.add_trusted(founder.folder.hub, founder.name)
-            self.hubs.append(_Hub(i + 1, profile, folder, await folder.open_log()))
-
-    async def _start_nodes(self) -> None:
-        command = _hubnode_command()
-        for hub in self.hubs:
-            with open(hub.node_log, "ab") as log:
-                hub.proc = await asyncio.create_subprocess_exec(
-                    *command,
-                    "run",
-                    "--data",
-                    str(hub.folder.path),
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    # Its own session: a Ctrl-C reaches only the demo, which stops every
-                    # node in order (SIGTERM, wait, SIGKILL) instead of racing them.
-                    start_new_session=True,
-                )
-
-    async def _stop_nodes(self) -> tuple[int, int]:
-        """SIGTERM every node, wait, SIGKILL what is left; then any orphaned nats-server.
-
-        Returns how many nodes were stopped and how many of them had to be killed.
-        """
-        running = [h for h in self.hubs if h.proc is not None and h.proc.returncode is None]
-        for hub in running:
-            assert hub.proc is not None
-            with contextlib.suppress(ProcessLookupError):
-                hub.proc.send_signal(signal.SIGTERM)
-
-        async def reap(hub: _Hub) -> bool:
-            assert hub.proc is not None
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT):
-                    await hub.proc.wait()
-                return False
-            except TimeoutError:
-                self.out.print(
-                    f"   the node of {escape(hub.name)} did not stop within "
-                    f"{STOP_TIMEOUT:.0f} s of SIGTERM; killing it"
-                )
-                with contextlib.suppress(ProcessLookupError):
-                    hub.proc.kill()
-                await hub.proc.wait()
-                return True
-
-        killed = await asyncio.gather(*(reap(h) for h in running))
-        for hub in self.hubs:
-            _kill_orphaned_servers(hub.folder.path)
-        return len(running), sum(killed)
+            self.hubs.append(DemoHub(i + 1, profile, folder, await folder.open_log()))
 
     async def _close_logs(self) -> None:
         for hub in self.hubs:
             await hub.log.close()
-
-    def _check_alive(self) -> None:
-        for hub in self.hubs:
-            if hub.proc is not None and hub.proc.returncode is not None:
-                raise DemoError(
-                    f"the node of {hub.name} ({hub.folder.path}) exited with code "
-                    f"{hub.proc.returncode}; {hub.node_log} ends:\n{_tail(hub.node_log)}"
-                )
 
     async def _until(self, done: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
         """Poll ``done`` every POLL seconds; a clear error with the nodes' logs on timeout."""
         try:
             async with asyncio.timeout(seconds):
                 while True:
-                    self._check_alive()
+                    check_alive(self.hubs)
                     if await done():
                         return
                     # The nodes change the logs from other processes: nothing to wait on.
@@ -398,35 +256,18 @@ class _Demo:
                 + "\n".join([await self._describe(h) for h in self.hubs])
             ) from None
 
-    async def _describe(self, hub: _Hub) -> str:
+    async def _describe(self, hub: DemoHub) -> str:
         heads = await hub.log.heads()
         held = ", ".join(f"{short_hub(h)} {head.seq}" for h, head in sorted(heads.items()))
         return (
             f"  hub{hub.number} {hub.name} holds {held or 'nothing'}; "
-            f"{hub.node_log} ends:\n{_tail(hub.node_log)}"
+            f"{hub.node_log} ends:\n{tail(hub.node_log)}"
         )
-
-    async def _cluster_formed(self) -> bool:
-        """Every node runs and is connected; hubs 2… have heard hub 1 over the cluster."""
-        founder = hub_display(self.hubs[0].folder.hub)
-        for hub in self.hubs:
-            status = read_status(hub.folder)
-            if (
-                status is None
-                or hub.proc is None
-                or status.get("pid") != hub.proc.pid
-                or not status.get("running")
-                or not status.get("nats", {}).get("connected")
-            ):
-                return False
-            if hub.number > 1 and founder not in status.get("peers", {}):
-                return False
-        return True
 
     # -- events -------------------------------------------------------------------------
 
     async def _register_and_admit(self) -> None:
-        async def register(hub: _Hub) -> None:
+        async def register(hub: DemoHub) -> None:
             p = hub.profile
             with Keyring.open(hub.folder) as ring:  # others seal people's data keys to it
                 seal_key = ring.seal_key.public
@@ -452,11 +293,14 @@ class _Demo:
         )
 
     async def _append_profile_updates(self) -> None:
-        async def append(hub: _Hub) -> None:
+        async def append(hub: DemoHub) -> None:
             for start in range(0, self.events, BURST):
                 burst = range(start + 1, min(start + BURST, self.events) + 1)
                 await asyncio.gather(
-                    *(hub.log.append("hub.profile_updated", _update(hub.profile, n)) for n in burst)
+                    *(
+                        hub.log.append("hub.profile_updated", profile_update(hub.profile, n))
+                        for n in burst
+                    )
                 )
 
         await asyncio.gather(*(append(h) for h in self.hubs))
@@ -464,7 +308,7 @@ class _Demo:
     async def _append_step(self, shared: Step) -> None:
         """Append one step of the shared work: each hub's events in order, hubs at once."""
 
-        async def append(hub: _Hub) -> None:
+        async def append(hub: DemoHub) -> None:
             items = [(a.kind, a.body) for a in shared.appends if a.hub == hub.number - 1]
             if items:
                 await hub.log.append_many(items)
@@ -484,11 +328,26 @@ class _Demo:
         return heads
 
     async def _all_hold(self, frontier: dict[bytes, Head]) -> bool:
+        """Every log holds ``frontier``: a head at or past it (a hub's events are stored in
+        chain order, so that includes it; the nodes may have appended since)."""
         for hub in self.hubs:
             heads = await hub.log.heads()
-            if any(heads.get(h) != head for h, head in frontier.items()):
-                return False
+            for h, head in frontier.items():
+                held = heads.get(h)
+                if held is None or held.seq < head.seq:
+                    return False
         return True
+
+    async def _settle(self, ready: Callable[[], Awaitable[bool]] | None, what: str) -> None:
+        """Wait until ``ready`` (if given), then until every log holds every hub's latest
+        own event, as the hubs' own logs say at that moment."""
+
+        async def settled() -> bool:
+            if ready is not None and not await ready():
+                return False
+            return await self._all_hold(await self._own_heads())
+
+        await self._until(settled, CONVERGE_TIMEOUT, what)
 
     async def _converge(self, frontier: dict[bytes, Head]) -> None:
         """Wait until every log holds exactly ``frontier``, showing events held per hub."""
@@ -535,6 +394,36 @@ class _Demo:
 
             yield show
 
+    async def _pathway(self) -> None:
+        """The pathway story (:mod:`hubnode.demo_pathway`) through each hub's casework.
+
+        The nodes keep their keyrings (open key boxes, erasures), so the casework leaves
+        them to it (``keep_keys=False``) and the story waits for what the nodes do.
+        """
+        self.out.print(
+            f"5. two people come to {escape(self.hubs[0].name)}, a point of access, their "
+            "details sealed to the hubs they agree to; each step goes through the actions "
+            "the `hubnode enquiry`, `referral`, `followup`, `advocacy` and `person` commands use:"
+        )
+        with contextlib.ExitStack() as stack:
+            hubs = []
+            for hub in self.hubs:
+                ring = stack.enter_context(Keyring.open(hub.folder))
+                views = projection_runner(hub.folder)
+                stack.callback(views.close)
+                hubs.append((hub.name, Casework(hub.folder, hub.log, ring, views, keep_keys=False)))
+            story = PathwayStory(hubs)
+            for told in story.steps():
+                step = time.monotonic()
+                await told.act()
+                await self._settle(told.ready, told.waiting_for)
+                self.out.print(f"   {told.what}: every hub holds it after {_seconds(step)}")
+            table, confirmations = await story.readers()
+        self.out.print("   who can read what, as each hub's own keyring and views say:")
+        self.out.print(table)
+        for line in confirmations:
+            self.out.print(f"   {line}")
+
     # -- results ------------------------------------------------------------------------
 
     async def _print_table(self, frontier: dict[bytes, Head]) -> None:
@@ -572,7 +461,7 @@ class _Demo:
             same = all(h == hashes[0] for h in hashes)
             verdict = "identical on every hub" if same else "[bold red]NOT identical[/]"
             self.out.print(
-                f"5. every hub's views, built from its own log (projection hashes): {verdict}: "
+                f"6. every hub's views, built from its own log (projection hashes): {verdict}: "
                 f"{_seconds(step)}"
             )
             self.out.print(table)
@@ -580,7 +469,7 @@ class _Demo:
                 raise DemoError("the hubs hold the same events but their views differ")
             reader = self.hubs[2]
             self.out.print(
-                f"6. what the views show, read at {escape(reader.name)} (hub {reader.number}), "
+                f"7. what the views show, read at {escape(reader.name)} (hub {reader.number}), "
                 "which published no service:"
             )
             for line in view_lines(runners[2], {h.folder.hub: h.name for h in self.hubs}):
@@ -600,7 +489,7 @@ class _Demo:
         report = audit_file(path)
         verdict = "[green]verified[/]" if report.ok() else "[bold red]FAILED[/]"
         self.out.print(
-            f"8. {escape(hub.name)} exported its log to {path.name}: {report.records} records of "
+            f"9. {escape(hub.name)} exported its log to {path.name}: {report.records} records of "
             f"{len(report.hubs)} hubs; every signature, chain link and seq — {verdict}"
         )
         if not report.ok():
@@ -613,33 +502,6 @@ class _Demo:
         tampered.write_bytes(bytes(data))
         report = audit_file(tampered)
         verdict = "verified" if report.ok() else "FAILED"
-        self.out.print(f"9. one flipped bit in {tampered.name}: audit {verdict}")
+        self.out.print(f"10. one flipped bit in {tampered.name}: audit {verdict}")
         if report.failures:
             self.out.print(f"   first bad record: {report.failures[0]}", markup=False)
-
-
-def _update(profile: Profile, n: int) -> HubProfileUpdated:
-    """The ``n``-th profile update of a hub: its drop-in rota, week after week."""
-    if n % 10 == 0:
-        return HubProfileUpdated(contact=f"duty-desk-{n // 10}@{profile.contact.split('@')[1]}")
-    return HubProfileUpdated(area=f"{profile.area} (drop-in rota, week {n})")
-
-
-def _kill_orphaned_servers(folder: Path) -> None:
-    """Kill a nats-server whose node died without stopping it.
-
-    nats-server deletes its ports file (``nats-server_PID.ports``) when it shuts down, so a
-    file left behind after the node exited names a server still running (or one killed).
-    """
-    for ports in (folder / "run" / "nats" / "ports").glob("*.ports"):
-        pid_text = ports.stem.rpartition("_")[2]
-        if not pid_text.isdigit():
-            continue
-        pid = int(pid_text)
-        cmdline = Path(f"/proc/{pid}/cmdline")
-        with contextlib.suppress(OSError):
-            if cmdline.parent.exists() and b"nats-server" not in cmdline.read_bytes():
-                continue  # the pid was reused by another program
-            # Core NATS keeps no state: SQLite holds everything, so a hard kill loses nothing.
-            os.kill(pid, signal.SIGKILL)
-        ports.unlink(missing_ok=True)

@@ -13,6 +13,7 @@ a cluster they have seen formed, the lead assigns lots to the members it has see
 4. the lead assigns one lot to each member and submits the cluster's bid.
 
 Hubs are numbered from 0 here (the demo prints them from 1); the scenario needs three.
+The hubs themselves — names, roles, areas — are :data:`PROFILES`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from hubnode.events.directory import Contact, CostOption, Location, ServicePubli
 from hubnode.events.feedback import FeedbackSubmitted, ServiceRef
 from hubnode.events.ids import hub_display, parse_hub
 from hubnode.events.kinds import Body
+from hubnode.events.network import HubProfileUpdated, Role
 from hubnode.events.skills import (
     ItemRef,
     SkillOffered,
@@ -46,6 +48,73 @@ from hubnode.events.tenders import (
 )
 from hubnode.projections.feedback import service_summaries
 from hubnode.projections.runner import ProjectionRunner
+
+
+class Profile(NamedTuple):
+    name: str
+    roles: tuple[Role, ...]
+    area: str
+    contact: str
+
+
+PROFILES: Final[tuple[Profile, ...]] = (
+    Profile(
+        "Darlington Advice Hub",
+        ("gateway", "follow-up"),
+        "Darlington town centre",
+        "advice@example.org",
+    ),
+    Profile(
+        "Care Navigators North",
+        ("follow-up", "advocacy"),
+        "Harrowgate Hill and Cockerton",
+        "navigators@example.org",
+    ),
+    Profile(
+        "Volunteer Centre",
+        ("direct-delivery", "new-services"),
+        "Borough-wide",
+        "volunteer@example.org",
+    ),
+    Profile(
+        "Eastbourne Community Hub",
+        ("gateway", "direct-delivery"),
+        "Eastbourne and Firthmoor",
+        "eastbourne@example.org",
+    ),
+    Profile(
+        "Red Hall Family Centre",
+        ("direct-delivery", "follow-up"),
+        "Red Hall and Lingfield",
+        "redhall@example.org",
+    ),
+    Profile(
+        "Skerne Park Residents' Hub",
+        ("advocacy", "gateway"),
+        "Skerne Park and Bank Top",
+        "skernepark@example.org",
+    ),
+    Profile(
+        "Haughton Food Pantry",
+        ("direct-delivery",),
+        "Haughton and Springfield",
+        "pantry@example.org",
+    ),
+    Profile(
+        "Rural Darlington Outreach",
+        ("gateway", "new-services"),
+        "Hurworth, Middleton St George and Heighington",
+        "rural@example.org",
+    ),
+)
+
+
+def profile_update(profile: Profile, n: int) -> HubProfileUpdated:
+    """The ``n``-th profile update of a hub: its drop-in rota, week after week."""
+    if n % 10 == 0:
+        return HubProfileUpdated(contact=f"duty-desk-{n // 10}@{profile.contact.split('@')[1]}")
+    return HubProfileUpdated(area=f"{profile.area} (drop-in rota, week {n})")
+
 
 MIN_HUBS: Final = 3
 """A cluster of three hubs bids for the tender."""

@@ -1,4 +1,5 @@
-"""``hubnode demo``: hubs as separate processes federate over one NATS cluster, share work.
+"""``hubnode demo``: hubs as separate processes federate over one NATS cluster, share work,
+and carry two people's pathways (who can read whom, an erasure confirmed by every holder).
 
 Real processes throughout: the installed console script runs the demo, which starts a
 ``hubnode run`` node per hub, each with its own nats-server. Every process the demo starts
@@ -21,6 +22,7 @@ from typer.testing import CliRunner
 from hubnode import demo
 from hubnode.cli import app
 from hubnode.config import HubFolder
+from hubnode.privacy.keyring import Keyring
 from hubnode.projections import ProjectionRunner, installed_projections
 
 pytestmark = pytest.mark.skipif(
@@ -33,7 +35,12 @@ SHARED = 16
 """The shared work: 5 events (2 services, an offer, a request, a tender), then 4 (a transfer
 proposed, a cluster formed, 2 ratings), 3 (the transfer confirmed, 2 joins), 4 (3 lots
 assigned, a bid)."""
-HELD = HUBS * (1 + EVENTS) + HUBS - 1 + SHARED
+PATHWAY = 18
+"""The pathway story: hub 1 logs 2 enquiries with their consent, makes 2 referrals, erases
+person 2, records a follow-up with an advocacy case and closes the case (10); hub 2 accepts
+and completes with an outcome (3), hub 3 accepts (1); hubs 1 and 3, which held person 2's
+key, each rotate their seal key and confirm the erasure (4)."""
+HELD = HUBS * (1 + EVENTS) + HUBS - 1 + SHARED + PATHWAY
 """Each hub registers and appends EVENTS updates; hub 1 also admits the other hubs."""
 PROJECTIONS = ["network", "directory", "skills", "tenders", "feedback", "pathway"]
 
@@ -153,6 +160,45 @@ async def test_demo_federates_hub_processes_over_a_nats_cluster_and_stops_them(
         assert line in out, line
     (members,) = re.findall(r"cluster dl-support led by [^:]+: (.*)", out)
     assert sorted(members.split(", ")) == sorted([advice, navigators, volunteers])
+
+    # The pathway story, through the same actions as the commands: who can read whom.
+    for line in (
+        f"{advice} logged person 1 (a carer; she agreed {navigators} may hold her details)",
+        f"{navigators} and {volunteers} opened their key boxes",
+        f"{navigators} accepted person 1's referral and {volunteers} person 2's",
+        f"{navigators} completed person 1's referral (outcome: a place at the weekly café)",
+        f"{advice} followed person 1 up: not satisfied",
+        f"{advice} opened an advocacy case",
+        f"{advice} closed the advocacy case as resolved",
+    ):
+        assert line in out, line
+    (person1, person2) = re.findall(r"person \d \((s-[a-z2-7]{20})\)", out)[:2]
+    readers = [
+        [cell.strip() for cell in line.split("│")]
+        for line in out.splitlines()
+        if line.startswith("  ") and line.count(" │ ") == 2 and "person 1" not in line
+    ]
+    destroyed = r"erased — key destroyed at \d\d:\d\d:\d\d UTC"
+    assert [row[0] for row in readers] == [advice, navigators, volunteers]
+    (a1, a2), (b1, b2), (c1, c2) = (row[1:] for row in readers)
+    assert a1 == b1 == "reads the details: Maureen Atkinson"  # the consent named hub 2
+    assert c1 == "sealed — no key"
+    assert re.fullmatch(destroyed, a2) and re.fullmatch(destroyed, c2)  # held person 2's key
+    assert b2 == "erased — never held the key"
+    (confirmed,) = re.findall(
+        rf"person 2 erased by {advice}: every hub that held the key confirmed destroying it — "
+        rf"(.*); {navigators} never held it",
+        out,
+    )
+    assert sorted(re.sub(r" \(seq \d+\)", "", confirmed).split(", ")) == [advice, volunteers]
+    # The kept keyrings agree: only the consented hubs hold person 1's key; nobody person 2's.
+    owner = HubFolder.open(root / "hub1").hub
+    for n, reads, held in ((1, True, True), (2, True, False), (3, False, True)):
+        with Keyring.open(HubFolder.open(root / f"hub{n}")) as ring:
+            assert ring.has_key(owner, person1) is reads
+            assert not ring.has_key(owner, person2)
+            if held:  # confirmed: the tombstone says when the key was destroyed
+                assert ring.destroyed_at(owner, person2) is not None
 
     assert f"hub1.hublog: {HELD} records of {HUBS} hubs" in out and "— verified" in out
     assert "one flipped bit in tampered.hublog: audit FAILED" in out

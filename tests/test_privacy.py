@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import stat
@@ -332,3 +333,30 @@ def test_the_keyring_file_is_private(tmp_path: Path) -> None:
         assert ring.seal_key.public == first
     mode = stat.S_IMODE((folder.path / KEYRING_FILE).stat().st_mode)
     assert mode == 0o600
+
+
+async def test_two_processes_catching_up_at_once_publish_and_confirm_once(tmp_path: Path) -> None:
+    a, b = [await hub(tmp_path, n) for n in "ab"]
+    await copy(b, a)
+    subject, _ = await log_enquiry(a, [b])
+    async with await a.open_log() as log:
+        await log.append("subject.erased", SubjectErased(subject=subject, reason="asked"))
+    await copy(a, b)
+
+    # Two keyrings and two log handles on B's folder: what a node and a command hold.
+    rings = [Keyring.open(b), Keyring.open(b)]
+    logs = [await b.open_log(), await b.open_log()]
+    try:
+        await asyncio.gather(
+            *(catch_up_keys(log, ring) for log, ring in zip(logs, rings, strict=True))
+        )
+    finally:
+        for ring in rings:
+            ring.close()
+        for log in logs:
+            await log.close()
+    async with await b.open_log(with_key=False) as log:
+        confirms = await log.events(hub=b.hub, kind="subject.erasure_confirmed")
+        updates = await log.events(hub=b.hub, kind="hub.profile_updated")
+    assert len(confirms) == 1
+    assert len(updates) == 2  # the key published on upgrade, then once after the rotation

@@ -8,7 +8,6 @@ so all commands behave alike: ``--data``/``HUBNODE_DATA``, ``--json``, one-line 
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
+from hubnode.casework import InvalidInput, check_clear_text
 from hubnode.config import HubFolder
 from hubnode.errors import HubnodeError
 from hubnode.events.ids import HUB_PREFIX, parse_hub
@@ -99,17 +99,13 @@ def parse_service(text: str, option: str = "--service") -> tuple[bytes, str]:
     )
 
 
-_EMAIL: Final = re.compile(r"\S+@\S+\.\S+")
-_PHONE: Final = re.compile(r"(?<!\d)(?:\+\d|0)(?:[\s-]?\d){8,}")
-
-
 def no_personal_data(option: str, text: str) -> None:
     """Exit 2 if ``text`` — which travels in clear to every hub — holds an email address
-    or a phone number. (Names cannot be spotted; the option's help asks people not to.)"""
-    if _EMAIL.search(text):
-        fail(f"{option}: remove the email address; this goes to every hub in clear", 2)
-    if _PHONE.search(text):
-        fail(f"{option}: remove the phone number; this goes to every hub in clear", 2)
+    or a phone number (the pathway actions' own check, :func:`check_clear_text`)."""
+    try:
+        check_clear_text(option, text)
+    except InvalidInput as e:
+        fail(str(e), 2)
 
 
 def folder_of(data: Path) -> HubFolder:

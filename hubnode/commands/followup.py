@@ -9,12 +9,13 @@ takes it up as an advocacy case. ``followup due`` lists what needs chasing at a 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 import typer
 from rich.table import Table
 
+from hubnode.casework import CaseDetail, Casework, FollowedUp
 from hubnode.commands import pathway
 from hubnode.commands.common import (
     DataOpt,
@@ -26,35 +27,11 @@ from hubnode.commands.common import (
     print_json,
     when,
 )
-from hubnode.commands.pathway import (
-    append,
-    body,
-    find_referral,
-    new_id,
-    open_text,
-    pathway_view,
-    seal_note,
-)
+from hubnode.commands.pathway import act, read, ref_key
 from hubnode.commands.referral import RefArg, referral_json
-from hubnode.config import HubFolder
 from hubnode.events.ids import hub_display, short_hub
-from hubnode.events.kinds import Body
-from hubnode.events.pathway import (
-    ADVOCACY_OUTCOMES,
-    AdvocacyClosed,
-    AdvocacyOpened,
-    FollowupRecorded,
-)
-from hubnode.privacy.keyring import Keyring
-from hubnode.projections.pathway_read import (
-    DAY_MS,
-    Case,
-    Referral,
-    case,
-    cases,
-    followups_due,
-    pathway_report,
-)
+from hubnode.events.pathway import ADVOCACY_OUTCOMES
+from hubnode.projections.pathway_read import DAY_MS, followups_due, pathway_report
 
 followup_app = typer.Typer(
     help="Check with people that their referral met their need.", no_args_is_help=True
@@ -72,15 +49,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(followup_app, name="followup")
     app.add_typer(advocacy_app, name="advocacy")
     app.add_typer(pathway_app, name="pathway")
-
-
-def _involved(r: Referral, folder: HubFolder, what: str) -> None:
-    """Exit unless this hub made the referral or the person's consent named it then."""
-    if folder.hub != r.referrer and folder.hub not in r.consent:
-        fail(
-            f"this hub cannot {what} {r.ref}: only the referring hub and the hubs the "
-            "person's consent named when the referral was made may do so"
-        )
 
 
 def _as_of(text: str | None) -> int:
@@ -124,9 +92,7 @@ def followup_due(
     now = _as_of(as_of)
     follow = folder.config.followup_days if days is None else days
     answer = folder.config.answer_days if answer_days is None else answer_days
-    runner = pathway_view(folder)
-    due = followups_due(runner, folder.hub, now, follow, answer)
-    runner.close()
+    due = read(folder, lambda cw: followups_due(cw.views, folder.hub, now, follow, answer))
     if as_json:
         print_json(
             [
@@ -153,18 +119,6 @@ def followup_due(
     out.print(table)
 
 
-def _open_case(folder: HubFolder, r: Referral, note: str) -> tuple[str, Body]:
-    case_id = new_id("c")
-    fields: dict[str, Any] = {
-        "case": case_id,
-        "referral": {"hub": hub_display(r.referrer), "id": r.id},
-    }
-    sealed = seal_note(folder, r.referrer, r.subject, "advocacy.opened", case_id, note)
-    if sealed is not None:
-        fields["note"] = msgspec.to_builtins(sealed)
-    return case_id, body(AdvocacyOpened, fields)
-
-
 @followup_app.command("record")
 def followup_record(
     data: DataOpt,
@@ -186,38 +140,27 @@ def followup_record(
     if satisfied not in ("yes", "no"):
         fail(f"--satisfied {satisfied!r}: answer yes or no", 2)
     folder = folder_of(data)
-    runner = pathway_view(folder)
-    r = find_referral(runner, folder, ref)
-    runner.close()
-    _involved(r, folder, "follow up")
-    followup = new_id("f")
-    fields: dict[str, Any] = {
-        "followup": followup,
-        "referral": {"hub": hub_display(r.referrer), "id": r.id},
-        "satisfied": satisfied == "yes",
-    }
-    sealed = seal_note(folder, r.referrer, r.subject, "followup.recorded", followup, note)
-    if sealed is not None:
-        fields["note"] = msgspec.to_builtins(sealed)
-    items = [("followup.recorded", body(FollowupRecorded, fields))]
-    if satisfied == "no" and advocacy is None and pathway.interactive():
-        advocacy = typer.confirm("The person was not satisfied. Open an advocacy case?")
-    case_id = None
-    if satisfied == "no" and advocacy:
-        case_id, opened = _open_case(folder, r, "")
-        items.append(("advocacy.opened", opened))
-    done = append(folder, items)
+    key = ref_key(folder, ref)
+
+    async def record(cw: Casework) -> FollowedUp:
+        wanted = advocacy
+        if satisfied == "no" and wanted is None and pathway.interactive():
+            cw.require_involved(cw.find_referral(key), "follow up")  # refuse before asking
+            wanted = typer.confirm("The person was not satisfied. Open an advocacy case?")
+        return await cw.record_followup(key, satisfied == "yes", note, advocacy=bool(wanted))
+
+    done = act(folder, record)
     if as_json:
-        print_json({"followup": followup, "ref": r.ref, "case": case_id, "seq": done[0].seq})
+        print_json({"followup": done.followup, "ref": done.ref, "case": done.case, "seq": done.seq})
         return
-    out.print(f"follow-up {followup} recorded for {r.ref} (seq {done[0].seq})", markup=False)
-    if case_id is not None:
+    out.print(f"follow-up {done.followup} recorded for {done.ref} (seq {done.seq})", markup=False)
+    if done.case is not None:
         out.print(
-            f"advocacy case {case_id} opened; close it with `hubnode advocacy close {case_id}`",
+            f"advocacy case {done.case} opened; close it with `hubnode advocacy close {done.case}`",
             markup=False,
         )
     elif satisfied == "no":
-        out.print(f"to take it up: hubnode advocacy open {r.ref}", markup=False)
+        out.print(f"to take it up: hubnode advocacy open {done.ref}", markup=False)
 
 
 # -- advocacy ---------------------------------------------------------------------------
@@ -227,16 +170,14 @@ def followup_record(
 def advocacy_open(data: DataOpt, ref: RefArg, note: NoteOpt = "", as_json: JsonOpt = False) -> None:
     """Open an advocacy case on a referral that failed the person."""
     folder = folder_of(data)
-    runner = pathway_view(folder)
-    r = find_referral(runner, folder, ref)
-    runner.close()
-    _involved(r, folder, "open advocacy on")
-    case_id, opened = _open_case(folder, r, note)
-    done = append(folder, [("advocacy.opened", opened)])
+    key = ref_key(folder, ref)
+    opened = act(folder, lambda cw: cw.open_advocacy(key, note))
     if as_json:
-        print_json({"case": case_id, "ref": r.ref, "seq": done[0].seq})
+        print_json({"case": opened.case, "ref": opened.ref, "seq": opened.seq})
         return
-    out.print(f"advocacy case {case_id} opened on {r.ref} (seq {done[0].seq})", markup=False)
+    out.print(
+        f"advocacy case {opened.case} opened on {opened.ref} (seq {opened.seq})", markup=False
+    )
 
 
 @advocacy_app.command("close")
@@ -249,42 +190,25 @@ def advocacy_close(
     note: NoteOpt = "",
 ) -> None:
     """Close an advocacy case this hub opened."""
-    if outcome not in ADVOCACY_OUTCOMES:
-        fail(f"--outcome {outcome!r}: use one of {', '.join(ADVOCACY_OUTCOMES)}", 2)
     folder = folder_of(data)
-    runner = pathway_view(folder)
-    found = case(runner, folder.hub, case_id.strip())
-    runner.close()
-    if found is None:
-        fail(f"this hub opened no advocacy case {case_id}; see `hubnode advocacy list`")
-    if not found.is_open:
-        fail(f"advocacy case {case_id} was closed on {when(found.closed_ts or 0)}")
-    fields: dict[str, Any] = {"case": found.id, "outcome": outcome}
-    if found.subject is not None:
-        kind = "advocacy.closed"
-        sealed = seal_note(folder, found.referrer, found.subject, kind, found.id, note)
-        if sealed is not None:
-            fields["note"] = msgspec.to_builtins(sealed)
-    elif note.strip():
-        fail("the case's referral has not reached this hub: its note cannot be sealed", 2)
-    done = append(folder, [("advocacy.closed", body(AdvocacyClosed, fields))])
-    out.print(f"advocacy case {found.id} closed: {outcome} (seq {done[0].seq})", markup=False)
+    closed = act(folder, lambda cw: cw.close_advocacy(case_id, outcome, note))
+    out.print(
+        f"advocacy case {closed.case} closed: {closed.outcome} (seq {closed.seq})", markup=False
+    )
 
 
-def _case_json(c: Case, ring: Keyring, net: str) -> dict[str, Any]:
-    def opened(kind: str, sealed: Any) -> str | None:
-        return open_text(ring, net, c.referrer, c.subject, kind, c.hub, c.id, sealed)
-
+def _case_json(d: CaseDetail) -> dict[str, object]:
+    c = d.case
     return {
         "case": c.id,
         "hub": hub_display(c.hub),
         "referral": f"{hub_display(c.referrer)}:{c.referral}",
         "subject": c.subject,
         "opened": c.ts,
-        "note": opened("advocacy.opened", c.note),
+        "note": d.note,
         "closed": c.closed_ts,
         "outcome": c.outcome,
-        "close_note": opened("advocacy.closed", c.close_note),
+        "close_note": d.close_note,
     }
 
 
@@ -297,19 +221,17 @@ def advocacy_list(
 ) -> None:
     """Advocacy cases across the network (open ones unless --all); notes where readable."""
     folder = folder_of(data)
-    runner = pathway_view(folder)
-    found = [c for c in cases(runner, hub_arg(hub)) if show_all or c.is_open]
-    runner.close()
-    with Keyring.open(folder) as ring:
-        rows = [_case_json(c, ring, folder.config.network) for c in found]
+    who = hub_arg(hub)
+    found = read(folder, lambda cw: cw.advocacy_cases(who, closed=show_all))
     if as_json:
-        print_json(rows)
+        print_json([_case_json(d) for d in found])
         return
-    if not rows:
+    if not found:
         out.print("no advocacy cases" + ("" if show_all else " open"))
         return
     table = Table("case", "by hub", "referral", "person", "opened", "outcome", "note")
-    for c, row in zip(found, rows, strict=True):
+    for d in found:
+        c = d.case
         table.add_row(
             c.id,
             short_hub(c.hub),
@@ -317,7 +239,7 @@ def advocacy_list(
             c.subject or "-",
             when(c.ts),
             c.outcome or "open",
-            row["close_note"] or row["note"] or "",
+            d.close_note or d.note or "",
         )
     out.print(table)
 
@@ -342,9 +264,7 @@ def pathway_report_command(
     follow-up rate of this hub (or --hub)."""
     folder = folder_of(data)
     who = hub_arg(hub) or folder.hub
-    runner = pathway_view(folder)
-    rep = pathway_report(runner, who)
-    runner.close()
+    rep = read(folder, lambda cw: pathway_report(cw.views, who))
     if as_json:
         print_json(
             {

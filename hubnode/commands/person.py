@@ -10,32 +10,24 @@ is the point of access that logged the enquiry, or the person's consent names it
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 import typer
 from rich.table import Table
 
+from hubnode.casework import Casework, Erased, InvalidInput
 from hubnode.commands.common import (
     DataOpt,
     JsonOpt,
     fail,
     folder_of,
-    no_personal_data,
     out,
     print_json,
-    run_async,
     when,
 )
-from hubnode.commands.pathway import append, pathway_view
-from hubnode.config import HubFolder
-from hubnode.errors import PrivacyError
+from hubnode.commands.pathway import act, read
 from hubnode.events.ids import hub_display, parse_hub
-from hubnode.events.pathway import SubjectErased
-from hubnode.privacy.keyring import Keyring, catch_up_keys
-from hubnode.privacy.seal import open_person, sealed_aad
-from hubnode.projections.pathway_read import SubjectInfo, subject_info, subject_owners
-from hubnode.projections.runner import ProjectionRunner
 
 person_app = typer.Typer(
     help="A person's details (only where this hub may read them) and erasure.",
@@ -56,48 +48,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(person_app, name="person")
 
 
-def _subject(runner: ProjectionRunner, subject: str, owner: str | None) -> SubjectInfo:
-    owners = subject_owners(runner, subject)
-    if owner is not None:
-        try:
-            wanted = parse_hub(owner)
-        except ValueError as e:
-            fail(f"--owner: {e}", 2)
-        owners = [o for o in owners if o == wanted]
-    if not owners:
-        fail(
-            f"no person {subject} is known here: check the pseudonym, or wait until the "
-            "hub that logged the enquiry has synced with this one"
-        )
-    if len(owners) > 1:
-        shown = ", ".join(hub_display(o) for o in owners)
-        fail(f"{subject} was used by several hubs ({shown}); choose one with --owner", 2)
-    info = subject_info(runner, owners[0], subject)
-    assert info is not None
-    return info
-
-
-def _details(folder: HubFolder, info: SubjectInfo) -> tuple[list[dict[str, Any]], str | None]:
-    """Each enquiry's details in clear where this hub may read them; else why not."""
-    if info.erased:
-        return [], "erased"
-    net = folder.config.network
-    with Keyring.open(folder) as ring:
-        try:
-            key = ring.data_key(info.owner, info.subject)
-        except PrivacyError as e:
-            return [], str(e)
-    opened = []
-    for enquiry in info.enquiries:
-        if enquiry.person is None:
-            continue
-        aad = sealed_aad(net, info.owner, info.subject, "enquiry.logged", info.owner, enquiry.id)
-        try:
-            person = open_person(key, enquiry.person, aad)
-        except PrivacyError as e:
-            return [], f"enquiry {enquiry.id}: {e}"
-        opened.append({"enquiry": enquiry.id, **msgspec.to_builtins(person)})
-    return opened, None
+def _owner(owner: str | None) -> bytes | None:
+    if owner is None:
+        return None
+    try:
+        return parse_hub(owner)
+    except ValueError as e:
+        fail(f"--owner: {e}", 2)
 
 
 @person_app.command("show")
@@ -107,8 +64,10 @@ def person_show(
     """Show a person: their enquiries, consent and — only where this hub holds their key —
     their details. Nothing personal is written anywhere but this command's output."""
     folder = folder_of(data)
-    info = _subject(pathway_view(folder), subject, owner)
-    details, why = _details(folder, info)
+    who = _owner(owner)
+    found = read(folder, lambda cw: cw.person(subject, who))
+    info, why = found.info, found.why_not
+    details = [{"enquiry": e, **msgspec.to_builtins(p)} for e, p in found.details]
     if as_json:
         print_json(
             {
@@ -176,27 +135,18 @@ def person_erase(
     become unreadable on every hub, for good; the signed logs still verify.
     """
     folder = folder_of(data)
-    no_personal_data("--reason", reason)
-    if not reason.strip():
-        fail("--reason: say why the person is erased", 2)
-    info = _subject(pathway_view(folder), subject, hub_display(folder.hub))
-    if info.erased:
-        fail(f"{subject} was already erased on {when(info.erased_ts or 0)}")
-    if not yes:
-        if not sys.stdin.isatty():
-            fail("erasure cannot be undone: add --yes to confirm", 2)
-        typer.confirm(f"Erase {subject} on every hub? This cannot be undone", abort=True)
-    body = SubjectErased(subject=subject, reason=reason.strip())
-    (appended,) = append(folder, [("subject.erased", body)])
 
-    async def destroy_own() -> bool:
-        async with await folder.open_log() as log:
-            with Keyring.open(folder) as ring:
-                return (await catch_up_keys(log, ring)).rotated
+    async def erase(cw: Casework) -> Erased:
+        if not yes:
+            cw.erasable(subject, reason)  # refuse before asking
+            if not sys.stdin.isatty():
+                raise InvalidInput("yes", "erasure cannot be undone: add --yes to confirm")
+            typer.confirm(f"Erase {subject} on every hub? This cannot be undone", abort=True)
+        return await cw.erase(subject, reason)
 
-    rotated = run_async(destroy_own())
-    out.print(f"erased {subject} (seq {appended.seq}); this hub destroyed its key", markup=False)
-    if rotated:
+    erased = act(folder, erase)
+    out.print(f"erased {subject} (seq {erased.seq}); this hub destroyed its key", markup=False)
+    if erased.rotated:
         out.print("this hub's seal key was rotated and the new key published", markup=False)
     out.print(
         f"each consented hub destroys its key when the event reaches it: "
@@ -211,7 +161,8 @@ def person_erasure_status(
 ) -> None:
     """Which hubs confirmed destroying their copy of an erased person's key."""
     folder = folder_of(data)
-    info = _subject(pathway_view(folder), subject, owner)
+    who = _owner(owner)
+    info = read(folder, lambda cw: cw.subject(subject, who))
     confirmed = {c.hub: c for c in info.confirmations}
     hubs = sorted({info.owner, *info.consent.recipients, *confirmed})
     rows = [

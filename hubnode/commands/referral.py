@@ -1,8 +1,9 @@
 """``hubnode referral``: refer a person, move the referral along, show and list.
 
-Every move is checked against the one transition table (:mod:`hubnode.events.lifecycle`)
-before it is appended, and names as its parent the latest move this hub has seen; the
-pathway view then settles races the same way on every hub (docs/pathway.md).
+Every move is checked (by :mod:`hubnode.casework`, which these commands call) against the
+one transition table (:mod:`hubnode.events.lifecycle`) before it is appended, and names as
+its parent the latest move this hub has seen; the pathway view then settles races the same
+way on every hub (docs/pathway.md).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Final
 
-import msgspec
 import typer
 from rich.table import Table
 
@@ -21,49 +21,18 @@ from hubnode.commands.common import (
     fail,
     folder_of,
     hub_arg,
-    no_personal_data,
     out,
     parse_service,
     print_json,
     when,
 )
-from hubnode.commands.pathway import (
-    SubjectOpt,
-    append,
-    body,
-    find_referral,
-    new_id,
-    open_text,
-    own_subject,
-    pathway_view,
-    seal_note,
-)
-from hubnode.errors import ConsentRefused, IllegalTransition
+from hubnode.commands.pathway import SubjectOpt, act, read, ref_key
+from hubnode.errors import IllegalTransition
 from hubnode.events.ids import hub_display, short_hub
-from hubnode.events.lifecycle import (
-    NEEDS_REASON,
-    STATUSES,
-    TRANSITIONS,
-    Party,
-    Status,
-    check_transition,
-)
-from hubnode.events.pathway import (
-    URGENCIES,
-    ReferralClaimed,
-    ReferralOutcomeRecorded,
-    ReferralRequested,
-    ReferralStatusChanged,
-)
-from hubnode.privacy.keyring import Keyring
+from hubnode.events.lifecycle import NEEDS_REASON, STATUSES, Party, Status
+from hubnode.events.pathway import URGENCIES
 from hubnode.projections import ProjectionRunner
-from hubnode.projections.pathway_read import (
-    Referral,
-    SubjectInfo,
-    claimable,
-    referrals,
-    timeline,
-)
+from hubnode.projections.pathway_read import Referral, claimable, referrals
 
 referral_app = typer.Typer(
     help="Refer a person to a hub, a service, or any hub offering what they need; "
@@ -103,42 +72,6 @@ def commands_for(moves: list[str]) -> str:
 # -- referral create --------------------------------------------------------------------
 
 
-def consent_command(info: SubjectInfo, hub: bytes | None = None) -> str:
-    """The ``consent record`` that keeps the person's consent and adds ``hub`` and referral."""
-    hubs = [*info.consent.recipients, *([hub] if hub is not None else [])]
-    purposes = dict.fromkeys([*info.consent.purposes, "referral"])
-    return " ".join(
-        ["hubnode consent record --subject", info.subject]
-        + [f"--consent {hub_display(h)}" for h in hubs]
-        + [f"--purpose {p}" for p in purposes]
-    )
-
-
-def consent_refusal(info: SubjectInfo, hub: bytes) -> str:
-    return (
-        f"the person's consent does not name {hub_display(hub)}, so they cannot be referred "
-        f"there. If they agree, record it first: {consent_command(info, hub)}"
-    )
-
-
-def _capacity(runner: ProjectionRunner, hub: bytes, service: str) -> tuple[str, str] | None:
-    """(status, as of) of the service's latest capacity report; exit if it is unknown."""
-    rows = runner.query(
-        "directory",
-        "SELECT s.withdrawn, k.status, k.as_of FROM {services} s LEFT JOIN {capacity} k "
-        "ON k.publisher = s.publisher AND k.service = s.service "
-        "WHERE s.publisher = ? AND s.service = ?",
-        (hub, service),
-    )
-    shown = f"{hub_display(hub)}:{service}"
-    if not rows or rows[0][0]:
-        runner.close()
-        gone = "was withdrawn" if rows else "is not in this hub's directory"
-        fail(f"service {shown} {gone}; find one with `hubnode directory search`")
-    _, status, as_of = rows[0]
-    return None if status is None else (status, as_of)
-
-
 @referral_app.command("create")
 def referral_create(
     data: DataOpt,
@@ -160,63 +93,29 @@ def referral_create(
 ) -> None:
     """Refer a person (by pseudonym) to a hub, a service or any hub offering a need."""
     folder = folder_of(data)
-    if sum(x is not None for x in (to_hub, service, category)) != 1:
-        fail("give exactly one of --to-hub HUB, --service HUB:SERVICE, --category NEED", 2)
-    if urgency not in URGENCIES:
-        fail(f"--urgency {urgency!r}: use one of {', '.join(URGENCIES)}", 2)
     target = hub_arg(to_hub)
     svc = parse_service(service) if service is not None else None
-    if svc is not None:
-        target = svc[0]
-    runner = pathway_view(folder)
-    info = own_subject(runner, folder, subject)
-    try:
-        if "referral" not in info.consent.purposes:
-            raise ConsentRefused(
-                f"the person's consent for {subject} does not cover referral; if they agree, "
-                f"record it first: {consent_command(info)}"
-            )
-        if target is not None and target != folder.hub and target not in info.consent.recipients:
-            raise ConsentRefused(consent_refusal(info, target))
-        if target is None and not info.consent.recipients:
-            raise ConsentRefused(
-                f"the person's consent for {subject} names no other hub, so none may claim an "
-                "open referral; record their consent for the hubs they agree to first"
-            )
-    except ConsentRefused as e:
-        runner.close()
-        fail(str(e))
-    if svc is not None:
-        capacity = _capacity(runner, *svc)
-        if capacity is not None and capacity[0] == "no-capacity" and not anyway:
-            runner.close()
-            fail(
-                f"service {service} reported no capacity on {capacity[1]}; refer anyway with "
-                "--anyway, or find another with `hubnode directory search`",
-                2,
-            )
-        if capacity is not None and capacity[0] == "no-capacity":
-            err.print(f"warning: {service} reported no capacity on {capacity[1]}", markup=False)
-    runner.close()
-    rid = new_id("r")
-    fields: dict[str, Any] = {"referral": rid, "subject": subject, "urgency": urgency}
-    if svc is not None:
-        fields["service"] = {"hub": hub_display(svc[0]), "id": svc[1]}
-    elif target is not None:
-        fields["to_hub"] = hub_display(target)
-    else:
-        fields["category"] = (category or "").strip().lower()
-    sealed = seal_note(folder, folder.hub, subject, "referral.requested", rid, note)
-    if sealed is not None:
-        fields["note"] = msgspec.to_builtins(sealed)
-    done = append(folder, [("referral.requested", body(ReferralRequested, fields))])
+    made = act(
+        folder,
+        lambda cw: cw.refer(
+            subject,
+            to_hub=target,
+            service=svc,
+            category=category,
+            note=note,
+            urgency=urgency,
+            anyway=anyway,
+        ),
+    )
+    if made.warning is not None:
+        err.print(f"warning: {made.warning}", markup=False)
     if as_json:
-        ref = f"{hub_display(folder.hub)}:{rid}"
-        print_json({"ref": ref, "referral": rid, "subject": subject, "seq": done[0].seq})
+        print_json(
+            {"ref": made.ref, "referral": made.referral, "subject": subject, "seq": made.seq}
+        )
         return
     out.print(
-        f"referral {rid} made (seq {done[0].seq}); other hubs know it as "
-        f"{hub_display(folder.hub)}:{rid}",
+        f"referral {made.referral} made (seq {made.seq}); other hubs know it as {made.ref}",
         markup=False,
     )
 
@@ -234,65 +133,24 @@ def _move(
 ) -> None:
     if (outcome is None) != (satisfied is None) or satisfied not in (None, "yes", "no"):
         fail("give both --outcome TEXT and --satisfied yes|no to record the outcome", 2)
-    no_personal_data("--reason", reason)
-    no_personal_data("--outcome", outcome or "")
     folder = folder_of(data)
-    runner = pathway_view(folder)
-    r = find_referral(runner, folder, ref)
-    runner.close()
-    roles = r.roles(folder.hub)
-    if not roles:
-        fail(
-            f"this hub is neither the referring hub ({hub_display(r.referrer)}) nor the "
-            f"receiving hub ({hub_display(r.receiver) if r.receiver else 'none yet'}) of "
-            f"{r.ref}"
-        )
-    needed = TRANSITIONS[r.status].get(to)
-    party: Party = needed if needed in roles else roles[0]
-    try:
-        check_transition(r.status, to, party, reason)
-    except IllegalTransition as e:
-        code = 2 if to in NEEDS_REASON and not reason.strip() else 1
-        fail(str(e), code)  # names from, to and the role
-    named = {"hub": hub_display(r.referrer), "id": r.id}
-    moved = body(
-        ReferralStatusChanged,
-        {"referral": named, "parent": r.head, "status": to, "reason": reason.strip()},
-    )
-    items = [("referral.status_changed", moved)]
-    if outcome is not None:
-        fields = {"referral": named, "outcome": outcome.strip(), "satisfied": satisfied == "yes"}
-        items.append(("referral.outcome_recorded", body(ReferralOutcomeRecorded, fields)))
-    done = append(folder, items)
-    out.print(f"referral {r.ref}: {r.status} → {to} (seq {done[0].seq})", markup=False)
+    key = ref_key(folder, ref)
+    happy = None if satisfied is None else satisfied == "yes"
+    # A missing reason is a usage error, as every option error is (exit 2).
+    usage = (IllegalTransition,) if to in NEEDS_REASON and not reason.strip() else ()
+    moved = act(folder, lambda cw: cw.move(key, to, reason, outcome, happy), usage=usage)
+    out.print(f"referral {moved.ref}: {moved.was} → {moved.to} (seq {moved.seq})", markup=False)
 
 
 @referral_app.command("claim")
 def referral_claim(data: DataOpt, ref: RefArg) -> None:
     """Take an open referral: this hub becomes the receiving hub (requested → accepted)."""
     folder = folder_of(data)
-    runner = pathway_view(folder)
-    r = find_referral(runner, folder, ref)
-    runner.close()
-    if not r.claimable_by(folder.hub):
-        why = (
-            f"its receiving hub is {hub_display(r.receiver)}"
-            if r.receiver is not None
-            else "this hub made it"
-            if r.referrer == folder.hub
-            else f"it is {r.status}"
-            if r.status != "requested"
-            else "the person's consent does not name this hub"
-        )
-        fail(f"this hub cannot claim {r.ref}: {why}")
-    claimed = body(
-        ReferralClaimed,
-        {"referral": {"hub": hub_display(r.referrer), "id": r.id}, "parent": r.root},
-    )
-    done = append(folder, [("referral.claimed", claimed)])
+    key = ref_key(folder, ref)
+    claimed = act(folder, lambda cw: cw.claim(key))
     out.print(
-        f"claimed {r.ref} (seq {done[0].seq}); if another hub claimed it first, the lower "
-        "event id wins: check with `hubnode referral show`",
+        f"claimed {claimed.ref} (seq {claimed.seq}); if another hub claimed it first, the "
+        "lower event id wins: check with `hubnode referral show`",
         markup=False,
     )
 
@@ -390,19 +248,9 @@ def referral_json(r: Referral, me: bytes) -> dict[str, Any]:
 def referral_show(data: DataOpt, ref: RefArg, as_json: JsonOpt = False) -> None:
     """One referral and its timeline; notes shown where this hub holds the person's key."""
     folder = folder_of(data)
-    runner = pathway_view(folder)
-    r = find_referral(runner, folder, ref)
-    steps = timeline(runner, r.referrer, r.id)
-    runner.close()
-    net = folder.config.network
-    with Keyring.open(folder) as ring:
-        note = open_text(
-            ring, net, r.referrer, r.subject, "referral.requested", r.referrer, r.id, r.note
-        )
-        notes = [
-            open_text(ring, net, r.referrer, r.subject, s.kind, s.hub, s.record, s.note)
-            for s in steps
-        ]
+    key = ref_key(folder, ref)
+    detail = read(folder, lambda cw: cw.referral_detail(key))
+    r, note = detail.referral, detail.note
     shown = referral_json(r, folder.hub)
     shown["note"] = note
     shown["timeline"] = [
@@ -417,7 +265,7 @@ def referral_show(data: DataOpt, ref: RefArg, as_json: JsonOpt = False) -> None:
             "why": s.why,
             "note": n,
         }
-        for s, n in zip(steps, notes, strict=True)
+        for s, n in detail.timeline
     ]
     if as_json:
         print_json(shown)
@@ -440,7 +288,7 @@ def referral_show(data: DataOpt, ref: RefArg, as_json: JsonOpt = False) -> None:
     out.print("\n".join(lines), markup=False)
     table = Table("when", "hub", "what", "reason", "counts", "note")
     table.add_row(when(r.ts), short_hub(r.referrer), "requested", "", "yes", note or "")
-    for s, n in zip(steps, notes, strict=True):
+    for s, n in detail.timeline:
         counts = {"applied": "yes", "waiting": "waiting"}.get(s.state, f"no: {s.why}")
         table.add_row(when(s.ts), short_hub(s.hub), s.what, s.reason, counts, n or "")
     out.print(table)
@@ -464,13 +312,14 @@ def referral_list(
     if role not in (None, "referring", "receiving"):
         fail(f"--role {role!r}: use referring or receiving", 2)
     folder = folder_of(data)
-    runner = pathway_view(folder)
-    if show_claimable:
-        found = [r for r in claimable(runner, folder.hub) if status in (None, r.status)]
-    else:
-        party: Party | None = "referring" if role == "referring" else "receiving" if role else None
-        found = referrals(runner, hub=folder.hub, role=party, status=status)
-    runner.close()
+    party: Party | None = "referring" if role == "referring" else "receiving" if role else None
+
+    def listed(views: ProjectionRunner) -> list[Referral]:
+        if show_claimable:
+            return [r for r in claimable(views, folder.hub) if status in (None, r.status)]
+        return referrals(views, hub=folder.hub, role=party, status=status)
+
+    found = read(folder, lambda cw: listed(cw.views))
     if as_json:
         print_json([referral_json(r, folder.hub) for r in found])
         return

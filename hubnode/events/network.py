@@ -68,8 +68,7 @@ class HubProfileUpdated(Body, frozen=True, kw_only=True, omit_defaults=True):
             unique("roles", self.roles)
         if (self.name, self.roles, self.area, self.contact, self.seal_key) == (None,) * 5:
             raise ValueError(
-                "a profile update must change at least one of name, roles, area, contact, "
-                "seal_key"
+                "a profile update must change at least one of name, roles, area, contact, seal_key"
             )
 
 
