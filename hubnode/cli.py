@@ -21,6 +21,7 @@ from hubnode.commands import (
     person,
     referral,
     skills,
+    staff,
     tenders,
 )
 from hubnode.commands.common import (
@@ -461,7 +462,9 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await Node(folder, nats_url=nats_url).run(stop)
+        from hubnode.console.server import node_attachments  # the console, if configured
+
+        await Node(folder, nats_url=nats_url, attach=node_attachments(folder)).run(stop)
 
     run_async(main())
 
@@ -768,7 +771,7 @@ def demo(
 
 
 # Commands of the shared-work areas: ``hubnode/commands/<area>.py`` each has register(app).
-for _area in (directory, skills, tenders, feedback, pathway, referral, followup, person):
+for _area in (directory, skills, tenders, feedback, pathway, referral, followup, person, staff):
     _area.register(app)
 
 

@@ -34,6 +34,8 @@ _HEADER: Final = """\
 # time_overdraft_seconds: how far below zero `hubnode time` may take this hub's balance.
 # followup_days, answer_days: when `hubnode followup due` lists a referral (docs/pathway.md).
 # [embedded]: the local nats-server's ports, cluster routes and leafnode remotes.
+# console = true: `hubnode run` also serves the staff console on console_host:console_port
+# (docs/console.md); console_insecure_http allows plain http, on a loopback address only.
 
 """
 
@@ -79,6 +81,12 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Days after a referral is completed or failed before its follow-up is due."""
     answer_days: Annotated[int, msgspec.Meta(ge=0, le=365)] = 3
     """Days a referral may wait for the receiving hub's answer before it is chased."""
+    console: bool = False
+    """Whether `hubnode run` also serves the staff console (docs/console.md)."""
+    console_host: str = "127.0.0.1"
+    console_port: Port = 8470
+    console_insecure_http: bool = False
+    """Cookies without ``Secure``, for plain http on a loopback address (no TLS proxy)."""
 
 
 class HubFolder:

@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,6 +36,11 @@ STATUS_EVERY: Final = 1.0
 VIEWS_FILE: Final = "views.sqlite3"
 PROJECTION_POLL: Final = 0.5
 """Seconds between checks for events stored by another process (in-process ones wake it)."""
+
+
+Attachment = Callable[["Node"], AbstractAsyncContextManager[object]]
+"""Something served beside a running node over its log and keyring (the staff console):
+entered once the node has started, left before it stops."""
 
 
 def status_path(folder: HubFolder) -> Path:
@@ -62,8 +69,15 @@ def trust_set(folder: HubFolder) -> TrustSet:
 class Node:
     """A hub's running node. ``await node.start()``, then ``await node.stop()``."""
 
-    def __init__(self, folder: HubFolder, *, nats_url: str | None = None) -> None:
+    def __init__(
+        self,
+        folder: HubFolder,
+        *,
+        nats_url: str | None = None,
+        attach: Sequence[Attachment] = (),
+    ) -> None:
         self.folder = folder
+        self.attach = tuple(attach)
         self.nats_url = nats_url or folder.config.nats_url
         self.log: EventLog | None = None
         self.gossip: Gossip | None = None
@@ -130,7 +144,10 @@ class Node:
     async def run(self, stop: asyncio.Event) -> None:
         await self.start()
         try:
-            await stop.wait()
+            async with AsyncExitStack() as attached:
+                for attachment in self.attach:
+                    await attached.enter_async_context(attachment(self))
+                await stop.wait()
         finally:
             await self.stop()
 

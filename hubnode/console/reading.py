@@ -1,0 +1,161 @@
+"""What the console's pages read besides the pathway: the hubs of the network with their
+names, heads, forks and lag, the warnings the "today" page leads with, and one service of
+the directory.
+
+Lag and peers come from ``run/status.json``, which the running node rewrites about once a
+second (:func:`hubnode.node.read_status`); heads and forks from the log itself.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+from hubnode.commands.directory import Listing
+from hubnode.events.ids import hub_display, parse_hub
+from hubnode.projections.directory import decode_service
+from hubnode.projections.runner import ProjectionRunner
+from hubnode.store.log import EventLog
+
+STALE_AFTER: Final = 10.0
+"""Seconds after which the node's status file means the node is not running."""
+LAG_WARNING: Final = 50
+"""Records a peer may be missing before "today" warns about it."""
+SILENT_WARNING: Final = 10 * 60.0
+"""Seconds without hearing from a peer before "today" warns about it."""
+
+
+@dataclass(frozen=True)
+class Hub:
+    id: bytes
+    name: str
+    roles: tuple[str, ...]
+    area: str
+    admitted_by: tuple[bytes, ...] = ()
+    head: int = 0
+    forked_at: int | None = None
+    lag: int | None = None
+    """Records this peer lacks, as this node last saw (None: not heard from)."""
+    last_seen: float | None = None
+
+    @property
+    def shown(self) -> str:
+        return hub_display(self.id)
+
+
+def hubs(views: ProjectionRunner) -> dict[bytes, Hub]:
+    """Every registered hub by id, from the network view."""
+    rows = views.query("network", "SELECT hub, name, roles, area FROM {hubs}")
+    admissions: dict[bytes, list[bytes]] = {}
+    for admitter, admitted in views.query("network", "SELECT admitter, admitted FROM {admissions}"):
+        try:
+            admissions.setdefault(parse_hub(admitted), []).append(admitter)
+        except ValueError:  # a malformed admission names no hub we can show
+            continue
+    return {
+        hub: Hub(hub, name, tuple(json.loads(roles)), area, tuple(sorted(admissions.get(hub, []))))
+        for hub, name, roles, area in rows
+    }
+
+
+def name_of(known: dict[bytes, Hub], hub: bytes | None) -> str:
+    """A hub's name for people (its short id while its registration has not arrived)."""
+    if hub is None:
+        return "no hub yet"
+    found = known.get(hub)
+    return found.name if found is not None else hub_display(hub)[:18] + "…"
+
+
+def service(views: ProjectionRunner, publisher: bytes, service_id: str) -> Listing | None:
+    """One live service of the directory with its latest capacity report."""
+    rows = views.query(
+        "directory",
+        "SELECT d.data, k.status, k.as_of, k.note FROM {services} s "
+        "JOIN {details} d ON d.publisher = s.publisher AND d.service = s.service "
+        "LEFT JOIN {capacity} k ON k.publisher = s.publisher AND k.service = s.service "
+        "WHERE s.publisher = ? AND s.service = ? AND s.withdrawn = 0",
+        (publisher, service_id),
+    )
+    if not rows:
+        return None
+    data, status, as_of, note = rows[0]
+    capacity = None if status is None else {"status": status, "as_of": as_of, "note": note}
+    return Listing(publisher=publisher, service=decode_service(data), capacity=capacity)
+
+
+@dataclass(frozen=True)
+class NodeState:
+    running: bool
+    connected: bool
+    updated_at: float | None
+
+
+def node_state(status: dict[str, Any] | None, now: float) -> NodeState:
+    if not status:
+        return NodeState(False, False, None)
+    updated = status.get("updated_at")
+    fresh = (
+        bool(status.get("running"))
+        and isinstance(updated, int | float)
+        and now - updated < STALE_AFTER
+    )
+    nats = status.get("nats") or {}
+    return NodeState(fresh, fresh and bool(nats.get("connected")), updated)
+
+
+async def network(
+    views: ProjectionRunner, log: EventLog, status: dict[str, Any] | None, now: float
+) -> list[Hub]:
+    """Every hub with its head here, fork and (while the node runs) lag, by name."""
+    known = hubs(views)
+    heads = await log.heads()
+    forked = await log.forked_hubs()
+    running = node_state(status, now).running
+    peers: dict[str, Any] = (status or {}).get("peers", {}) if running else {}
+    found = []
+    for hub in set(known) | set(heads) | set(forked):
+        base = known.get(hub) or Hub(hub, name_of(known, hub), (), "")
+        peer = peers.get(hub_display(hub)) or {}
+        head = heads.get(hub)
+        found.append(
+            Hub(
+                hub,
+                base.name,
+                base.roles,
+                base.area,
+                base.admitted_by,
+                head.seq if head is not None else 0,
+                forked.get(hub),
+                peer.get("lag"),
+                peer.get("last_seen"),
+            )
+        )
+    return sorted(found, key=lambda h: (h.name.casefold(), h.id))
+
+
+def warnings(me: bytes, found: list[Hub], state: NodeState, now: float) -> list[str]:
+    """Plain-English warnings for the top of "today": node down, forks, peers lagging."""
+    said = []
+    if not state.running:
+        said.append(
+            "This hub's node is not running: nothing is sent to other hubs or received "
+            "from them. Ask whoever looks after the server to start it (hubnode run)."
+        )
+    elif not state.connected:
+        said.append("This hub's node cannot reach the network right now; it keeps trying.")
+    for hub in found:
+        if hub.forked_at is not None:
+            who = "This hub" if hub.id == me else hub.name
+            said.append(
+                f"{who} signed two different events at number {hub.forked_at} (a fork): its "
+                "later events are not accepted. Tell the network's coordinators."
+            )
+        if hub.id == me or not state.running or hub.last_seen is None:
+            continue
+        if hub.lag is not None and hub.lag >= LAG_WARNING:
+            said.append(f"{hub.name} is {hub.lag} events behind this hub.")
+        elif now - hub.last_seen >= SILENT_WARNING:
+            minutes = int((now - hub.last_seen) // 60)
+            said.append(f"Nothing heard from {hub.name} for {minutes} minutes.")
+    return said
