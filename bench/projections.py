@@ -20,10 +20,11 @@ Figures:
   ``decode_event(reread(raw))``), so the projections' own cost shows, and each projection
   rebuilt alone.
 - ``lag_p99_ms``: a node's projection loop (``hubnode.node.Node._projection_loop``: a
-  thread running ``catch_up``, woken by ``EventLog.wait_changed()`` or every 0.5 s) on the
-  rebuilt views; the bench appends one ``service.published`` through the log and polls
-  ``runner.query`` on a second runner (as a CLI command reads) until the service is
-  visible. 200 samples, 5-25 ms apart (random) so appends arrive while the loop waits.
+  thread running ``catch_up``, woken by ``EventLog.wait_changed()``, which it starts
+  waiting for before each ``catch_up``, or every 0.5 s) on the rebuilt views; the bench
+  appends one ``service.published`` through the log and polls ``runner.query`` on a
+  second runner (as a CLI command reads) until the service is visible. 200 samples,
+  5-25 ms apart (random) so appends arrive while the loop waits or works.
 """
 
 from __future__ import annotations
@@ -681,14 +682,18 @@ async def _lag(log_path: Path, views: Path, samples: int) -> list[float]:
     async with await EventLog.open(log_path, net=NET, key=key) as log:
         catching: asyncio.Future[int] | None = None
 
-        async def loop() -> None:  # hubnode.node.Node._projection_loop
+        async def loop() -> None:  # hubnode.node.Node._projection_loop, without the keyring
             nonlocal catching
             while True:
+                # Listen before catching up, as the node does: an append while catch_up
+                # runs wakes the next round at once instead of waiting for the poll.
+                changed = asyncio.ensure_future(log.wait_changed())
                 catching = asyncio.ensure_future(asyncio.to_thread(runner.catch_up))
                 await asyncio.shield(catching)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(PROJECTION_POLL):
-                        await log.wait_changed()
+                try:
+                    await asyncio.wait([changed], timeout=PROJECTION_POLL)
+                finally:
+                    changed.cancel()
 
         task = asyncio.create_task(loop())
         await asyncio.sleep(0.2)  # the loop's first catch_up (nothing to do) and its wait
@@ -816,8 +821,8 @@ def main() -> None:
             "records/CPU s is the steadier figure."
         )
         print(
-            f"sum of the projections alone: {split_sum:.2f} s (each reads and decodes its own "
-            f"kinds; the log is read once per projection either way)"
+            f"sum of the projections alone: {split_sum:.2f} s (each run alone reads the whole "
+            f"log and decodes its own kinds; rebuilding all reads each batch once for all)"
         )
         verdict = "met" if rates["rebuild_per_s"] >= TARGET_PER_S else "MISSED"
         print(f"\ntarget: rebuild >= {TARGET_PER_S:,} records/s on 2 cores: {verdict}")

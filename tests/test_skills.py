@@ -285,6 +285,28 @@ def test_history_builds_offers_matches_ledger_and_ignores(tmp_path: Path) -> Non
         assert fragment in reasons[key], (key, reasons[key])
 
 
+def test_a_withdrawn_item_leaves_the_matching_index_and_matches_nothing_new(
+    tmp_path: Path,
+) -> None:
+    a, b = ChainWriter(NET), ChainWriter(NET)
+    runner = build(
+        tmp_path,
+        [
+            a.next("skill.offered", offer("o1", ("gardening", "diy"), ("DL1", "DL3"))),
+            a.next("skill.offered", offer("o2", ("gardening",), ("DL3",))),
+            a.next("skill.withdrawn", SkillWithdrawn(offer_id="o1")),
+            b.next("skill.requested", request("r1", ("diy", "gardening"), ("DL1", "DL3"))),
+        ],
+    )
+    keys = runner.query("skills", "SELECT item, tag, district, hub, item_id FROM {match_keys}")
+    assert sorted(keys) == sorted(
+        [("offer", "gardening", "DL3", a.hub, "o2")]
+        + [("request", t, d, b.hub, "r1") for t in ("diy", "gardening") for d in ("DL1", "DL3")]
+    )
+    matches = runner.query("skills", "SELECT * FROM {matches}")
+    assert matches == [(a.hub, "o2", b.hub, "r1", '["gardening"]', '["DL3"]')]
+
+
 def test_confirmation_before_proposal_counts_once_the_proposal_arrives(tmp_path: Path) -> None:
     a, b = ChainWriter(NET), ChainWriter(NET)
     proposal = a.next("time.transfer_proposed", propose("t", a, b, 900))

@@ -37,7 +37,7 @@ from hubnode.events.tenders import (
     Value,
 )
 from hubnode.projections.tenders import TendersProjection
-from hubnode.testing import ChainWriter, ProjectionHarness
+from hubnode.testing import ChainWriter, ProjectionHarness, hashes_by_batch_size
 
 from .conftest import shared_fixture
 
@@ -207,8 +207,8 @@ def history() -> tuple[list[list[bytes]], list[ChainWriter]]:
 HISTORY, (A, B, C, D) = history()
 
 
-def harness() -> ProjectionHarness:
-    return ProjectionHarness(TendersProjection, net=NET)
+def harness(batch: int | None = None) -> ProjectionHarness:
+    return ProjectionHarness(TendersProjection, net=NET, batch=batch)
 
 
 def all_records() -> list[bytes]:
@@ -300,8 +300,8 @@ def order_to_records(order: Sequence[int]) -> list[bytes]:
     return records
 
 
-def hash_of(records: list[bytes], cut: int) -> str:
-    with harness() as h:
+def hash_of(records: list[bytes], cut: int, batch: int | None = None) -> str:
+    with harness(batch) as h:
         h.feed(records[:cut])
         h.feed(records[cut:])
         return h.hash("tenders")
@@ -314,12 +314,35 @@ REFERENCE = hash_of(all_records(), 0)
 @given(
     order=st.permutations([i for i, hub in enumerate(HISTORY) for _ in hub]),
     cut=st.integers(0, sum(map(len, HISTORY))),
+    batch=st.integers(1, 25),
 )
 def test_hubs_holding_the_same_events_compute_the_same_tenders_hash(
-    order: list[int], cut: int
+    order: list[int], cut: int, batch: int
 ) -> None:
-    # Each hub's events in seq order, hubs mixed any way: a causally valid interleaving.
-    assert hash_of(order_to_records(order), cut) == REFERENCE
+    # Each hub's events in seq order, hubs mixed any way: a causally valid interleaving;
+    # groups are derived once per batch, and batch boundaries fall anywhere.
+    assert hash_of(order_to_records(order), cut, batch) == REFERENCE
+
+
+@pytest.mark.parametrize("batch", [1, 3, None])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_each_fact_keeps_a_copy_of_its_ignore_reason(reverse: bool, batch: int | None) -> None:
+    # A derivation rewrites only the reasons that changed, comparing with these copies.
+    hubs = list(reversed(HISTORY)) if reverse else HISTORY
+    with harness(batch) as h:
+        h.feed([r for hub in hubs for r in hub])
+        copies = h.query(
+            "tenders",
+            "SELECT hub, seq, reason FROM {tender_facts} WHERE reason IS NOT NULL "
+            "UNION ALL SELECT hub, seq, reason FROM {cluster_facts} WHERE reason IS NOT NULL",
+        )
+        assert {(hub, seq): reason for hub, seq, reason in copies} == h.ignored("tenders")
+        assert len(copies) == len(h.ignored("tenders")) > 10
+
+
+def test_the_tenders_view_is_the_same_whatever_the_batch_size() -> None:
+    by_size = hashes_by_batch_size([TendersProjection], all_records(), net=NET)
+    assert all(h == {"tenders": REFERENCE} for h in by_size.values()), by_size
 
 
 def test_the_tenders_hash_differs_when_a_fact_differs() -> None:

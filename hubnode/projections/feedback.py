@@ -134,7 +134,8 @@ class FeedbackProjection(Projection):
             "INSERT OR REPLACE INTO {forms} VALUES (?, ?, ?, ?, ?, ?, ?)",
             (*key, subject, body.period, body.comment, event.seq, event.ts),
         )
-        tx.execute("DELETE FROM {grades} WHERE submitter = ? AND form_id = ?", key)
+        if old is not None:  # a revision: its grades replace the form's
+            tx.execute("DELETE FROM {grades} WHERE submitter = ? AND form_id = ?", key)
         tx.executemany(
             "INSERT INTO {grades} VALUES (?, ?, ?, ?)",
             [(*key, line.aspect, line.grade) for line in body.aspects],

@@ -45,7 +45,9 @@ still take a hub below zero, and that is shown rather than hidden.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Iterable
 from typing import ClassVar
 
 from hubnode.events.ids import hub_display, parse_hub
@@ -70,7 +72,8 @@ REVERSED = "reversed"
 
 class SkillsProjection(Projection):
     name: ClassVar[str] = "skills"
-    version: ClassVar[int] = 1
+    # 2: one match_keys table (tag x district) of open items replaces tags and districts.
+    version: ClassVar[int] = 2
     kinds: ClassVar[frozenset[str]] = frozenset(
         {
             "skill.offered",
@@ -90,12 +93,13 @@ class SkillsProjection(Projection):
         "title TEXT NOT NULL, description TEXT NOT NULL, tags TEXT NOT NULL, "
         "area TEXT NOT NULL, needed_by TEXT, status TEXT NOT NULL, "
         "withdrawn_seq INTEGER, PRIMARY KEY (hub, request_id)",
-        # One row per (offer or request, tag) and per (offer or request, district): the
-        # index the matching join runs on.
-        "tags": "item TEXT NOT NULL, hub BLOB NOT NULL, item_id TEXT NOT NULL, "
-        "tag TEXT NOT NULL, PRIMARY KEY (item, tag, hub, item_id)",
-        "districts": "item TEXT NOT NULL, hub BLOB NOT NULL, item_id TEXT NOT NULL, "
-        "district TEXT NOT NULL, PRIMARY KEY (item, hub, item_id, district)",
+        # One row per open offer or request and (tag, district) pair of it: the index
+        # matching runs on. Looking up the new item's pairs finds exactly the items sharing
+        # a tag and a district with it; a withdrawal deletes the item's rows, so matching
+        # never reads the ever-growing history of withdrawn items.
+        "match_keys": "item TEXT NOT NULL, tag TEXT NOT NULL, district TEXT NOT NULL, "
+        "hub BLOB NOT NULL, item_id TEXT NOT NULL, "
+        "PRIMARY KEY (item, tag, district, hub, item_id)",
         "matches": "offer_hub BLOB NOT NULL, offer_id TEXT NOT NULL, "
         "request_hub BLOB NOT NULL, request_id TEXT NOT NULL, tags TEXT NOT NULL, "
         "districts TEXT NOT NULL, PRIMARY KEY (offer_hub, offer_id, request_hub, request_id), "
@@ -142,61 +146,62 @@ class SkillsProjection(Projection):
     # -- offers and requests ------------------------------------------------------------
 
     def _offered(self, event: Event, body: SkillOffered, tx: ProjectionTx) -> None:
-        if tx.one(
-            "SELECT 1 FROM {offers} WHERE hub = ? AND offer_id = ?", (event.hub, body.offer_id)
-        ):
-            tx.ignore(event, f"offer id {body.offer_id!r} is already used by this hub")
-            return
-        tx.execute(
-            "INSERT INTO {offers} VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', NULL)",
+        stored = tx.execute(
+            "INSERT INTO {offers} VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', NULL) "
+            "ON CONFLICT (hub, offer_id) DO NOTHING",
             (
                 event.hub,
                 body.offer_id,
                 event.seq,
                 body.title,
                 body.description,
-                json.dumps(sorted(body.tags)),
-                json.dumps(sorted(body.area)),
+                _json_list(body.tags),
+                _json_list(body.area),
                 body.hours_per_week,
             ),
         )
+        if not stored.rowcount:
+            tx.ignore(event, f"offer id {body.offer_id!r} is already used by this hub")
+            return
         _index(OFFER, event.hub, body.offer_id, body.tags, body.area, tx)
-        for hub, item_id, tags, districts in _counterparts(
-            REQUEST, event.hub, body.tags, body.area, tx
-        ):
-            tx.execute(
-                "INSERT INTO {matches} VALUES (?, ?, ?, ?, ?, ?)",
-                (event.hub, body.offer_id, hub, item_id, tags, districts),
-            )
+        tx.executemany(
+            "INSERT INTO {matches} VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (event.hub, body.offer_id, hub, item_id, tags, districts)
+                for hub, item_id, tags, districts in _counterparts(
+                    REQUEST, event.hub, body.tags, body.area, tx
+                )
+            ],
+        )
 
     def _requested(self, event: Event, body: SkillRequested, tx: ProjectionTx) -> None:
-        if tx.one(
-            "SELECT 1 FROM {requests} WHERE hub = ? AND request_id = ?",
-            (event.hub, body.request_id),
-        ):
-            tx.ignore(event, f"request id {body.request_id!r} is already used by this hub")
-            return
-        tx.execute(
-            "INSERT INTO {requests} VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', NULL)",
+        stored = tx.execute(
+            "INSERT INTO {requests} VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', NULL) "
+            "ON CONFLICT (hub, request_id) DO NOTHING",
             (
                 event.hub,
                 body.request_id,
                 event.seq,
                 body.title,
                 body.description,
-                json.dumps(sorted(body.tags)),
-                json.dumps(sorted(body.area)),
+                _json_list(body.tags),
+                _json_list(body.area),
                 body.needed_by.isoformat() if body.needed_by else None,
             ),
         )
+        if not stored.rowcount:
+            tx.ignore(event, f"request id {body.request_id!r} is already used by this hub")
+            return
         _index(REQUEST, event.hub, body.request_id, body.tags, body.area, tx)
-        for hub, item_id, tags, districts in _counterparts(
-            OFFER, event.hub, body.tags, body.area, tx
-        ):
-            tx.execute(
-                "INSERT INTO {matches} VALUES (?, ?, ?, ?, ?, ?)",
-                (hub, item_id, event.hub, body.request_id, tags, districts),
-            )
+        tx.executemany(
+            "INSERT INTO {matches} VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (hub, item_id, event.hub, body.request_id, tags, districts)
+                for hub, item_id, tags, districts in _counterparts(
+                    OFFER, event.hub, body.tags, body.area, tx
+                )
+            ],
+        )
 
     def _withdrawn(self, event: Event, body: SkillWithdrawn, tx: ProjectionTx) -> None:
         if body.offer_id is not None:
@@ -205,7 +210,8 @@ class SkillsProjection(Projection):
             assert body.request_id is not None  # the body allows exactly one
             item, item_id, table, column = REQUEST, body.request_id, "{requests}", "request_id"
         row = tx.one(
-            f"SELECT status FROM {table} WHERE hub = ? AND {column} = ?", (event.hub, item_id)
+            f"SELECT status, tags, area FROM {table} WHERE hub = ? AND {column} = ?",
+            (event.hub, item_id),
         )
         if row is None:
             tx.ignore(event, f"this hub has no {item} {item_id!r} to withdraw")
@@ -222,6 +228,11 @@ class SkillsProjection(Projection):
             f"DELETE FROM {{matches}} WHERE {item}_hub = ? AND {item}_id = ?",
             (event.hub, item_id),
         )
+        tx.executemany(
+            "DELETE FROM {match_keys} "
+            "WHERE item = ? AND tag = ? AND district = ? AND hub = ? AND item_id = ?",
+            _keys(item, event.hub, item_id, json.loads(row[1]), json.loads(row[2])),
+        )
 
     # -- the ledger ---------------------------------------------------------------------
 
@@ -233,15 +244,10 @@ class SkillsProjection(Projection):
                 f"transfer {body.transfer_id!r}: the proposer must be from_hub or to_hub",
             )
             return
-        if tx.one(
-            "SELECT 1 FROM {transfers} WHERE proposer = ? AND transfer_id = ?",
-            (event.hub, body.transfer_id),
-        ):
-            tx.ignore(event, f"transfer id {body.transfer_id!r} is already used by this hub")
-            return
-        tx.execute(
+        stored = tx.execute(
             "INSERT INTO {transfers} VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'proposed', NULL, NULL, NULL, NULL)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'proposed', NULL, NULL, NULL, NULL) "
+            "ON CONFLICT (proposer, transfer_id) DO NOTHING",
             (
                 event.hub,
                 body.transfer_id,
@@ -256,9 +262,18 @@ class SkillsProjection(Projection):
                 body.request.id if body.request else None,
             ),
         )
+        if not stored.rowcount:
+            tx.ignore(event, f"transfer id {body.transfer_id!r} is already used by this hub")
+            return
         for party in (from_hub, to_hub):
             tx.execute("INSERT OR IGNORE INTO {balances} VALUES (?, 0, 0)", (party,))
         _settle(event.hub, body.transfer_id, tx)
+
+
+def _keys(
+    item: str, hub: bytes, item_id: str, tags: Iterable[str], area: Iterable[str]
+) -> list[tuple[str, str, str, bytes, str]]:
+    return [(item, tag, district, hub, item_id) for tag in tags for district in area]
 
 
 def _index(
@@ -270,10 +285,7 @@ def _index(
     tx: ProjectionTx,
 ) -> None:
     tx.executemany(
-        "INSERT INTO {tags} VALUES (?, ?, ?, ?)", [(item, hub, item_id, t) for t in tags]
-    )
-    tx.executemany(
-        "INSERT INTO {districts} VALUES (?, ?, ?, ?)", [(item, hub, item_id, d) for d in area]
+        "INSERT INTO {match_keys} VALUES (?, ?, ?, ?, ?)", _keys(item, hub, item_id, tags, area)
     )
 
 
@@ -281,33 +293,31 @@ def _counterparts(
     item: str, hub: bytes, tags: tuple[str, ...], area: tuple[str, ...], tx: ProjectionTx
 ) -> list[tuple[bytes, str, str, str]]:
     """Open ``item``s of other hubs sharing a tag and a district with these:
-    (hub, id, shared tags JSON, shared districts JSON)."""
-    table, column = ("{offers}", "offer_id") if item == OFFER else ("{requests}", "request_id")
-    tag_marks = ", ".join("?" * len(tags))
-    shared: dict[tuple[bytes, str], set[str]] = {}
-    for other, item_id, tag in tx.all(
-        f"SELECT t.hub, t.item_id, t.tag FROM {{tags}} t JOIN {table} i "
-        f"ON i.hub = t.hub AND i.{column} = t.item_id "
-        f"WHERE t.item = ? AND t.tag IN ({tag_marks}) AND t.hub != ? AND i.status = 'open'",
-        (item, *tags, hub),
+    (hub, id, shared tags JSON, shared districts JSON), in (hub, id) order."""
+    shared: dict[tuple[bytes, str], tuple[set[str], set[str]]] = {}
+    for tag, district, other, item_id in tx.all(
+        "SELECT tag, district, hub, item_id FROM {match_keys} "
+        f"WHERE item = ? AND tag IN ({', '.join('?' * len(tags))}) "
+        f"AND district IN ({', '.join('?' * len(area))}) AND hub != ?",
+        (item, *tags, *area, hub),
     ):
-        shared.setdefault((other, item_id), set()).add(tag)
-    found = []
-    district_marks = ", ".join("?" * len(area))
-    for (other, item_id), common in shared.items():
-        districts = [
-            d
-            for (d,) in tx.all(
-                f"SELECT district FROM {{districts}} WHERE item = ? AND hub = ? AND item_id = ? "
-                f"AND district IN ({district_marks})",
-                (item, other, item_id, *area),
-            )
-        ]
-        if districts:
-            found.append(
-                (other, item_id, json.dumps(sorted(common)), json.dumps(sorted(districts)))
-            )
-    return found
+        common, districts = shared.setdefault((other, item_id), (set(), set()))
+        common.add(tag)
+        districts.add(district)
+    return [
+        (other, item_id, _json_list(common), _json_list(districts))
+        for (other, item_id), (common, districts) in sorted(shared.items())
+    ]
+
+
+def _json_list(items: Iterable[str]) -> str:
+    """The sorted JSON list stored for a set of tags or districts."""
+    return _sorted_json(tuple(sorted(items)))
+
+
+@functools.lru_cache(maxsize=4096)  # a few hundred distinct sets, asked for constantly
+def _sorted_json(items: tuple[str, ...]) -> str:
+    return json.dumps(items)
 
 
 def _settle(proposer: bytes, transfer_id: str, tx: ProjectionTx) -> None:
