@@ -1,10 +1,15 @@
 # Two commands do all set-up on a fresh machine with Python 3.11+:
 #   make demo   create .venv, install, run the demo
-#   make test   create .venv, install, run the whole test suite
+#   make test   create .venv, install (and Debian's chromium if missing), run the whole suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The browser tests (tests/test_browser.py) drive Debian's Chromium through Playwright
+# (pinned in requirements.lock); Playwright's own browser downloads are never used. Its
+# rule below runs only when the file is missing. Without root: ask an admin to run
+# `apt-get install chromium`, or run the rest with `.venv/bin/pytest -m "not browser"`.
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: demo test lint bench lock clean
 
@@ -18,8 +23,18 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(BIN)/hubnode demo
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	else echo "$(CHROMIUM) is missing and installing it needs root: ask an admin to run" \
+		"'apt-get install chromium', or run the other tests with" \
+		"'.venv/bin/pytest -m \"not browser\"'" >&2; exit 1; fi; \
+	echo "installing Debian's chromium for the browser tests"; \
+	$$SUDO apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null
 
 lint: $(STAMP)
 	$(BIN)/ruff check hubnode tests bench examples

@@ -18,7 +18,7 @@ from hubnode.commands.directory import Listing, Search, _listings, costs_text, p
 from hubnode.events.directory import CATEGORIES, DAYS
 
 _DAY_NAMES: Final = dict(zip(DAYS, ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"), strict=True))
-_PRINT_CSS: Final = """
+PRINT_CSS: Final = """
 @page { size: A4; margin: 18mm 15mm; }
 body { font: 11pt/1.4 Georgia, "Times New Roman", serif; color: #000; max-width: 180mm;
        margin: 0 auto; }
@@ -81,8 +81,11 @@ def _service_html(f: Listing) -> str:
     )
 
 
-def directory_html(found: list[Listing], *, title: str) -> str:
-    """A printable directory: A4, grouped by category in the vocabulary's order."""
+def directory_html(found: list[Listing], *, title: str, stylesheet: str | None = None) -> str:
+    """A printable directory: A4, grouped by category in the vocabulary's order.
+
+    ``stylesheet``: the address of :data:`PRINT_CSS` to link instead of inlining it (the
+    staff console, whose Content-Security-Policy forbids inline style)."""
     tags = list(CATEGORIES) + sorted(
         {c for f in found for c in f.service.categories} - set(CATEGORIES)
     )
@@ -93,9 +96,14 @@ def directory_html(found: list[Listing], *, title: str) -> str:
             heading = html.escape(CATEGORIES.get(tag, tag.replace("-", " ").capitalize()))
             sections.append(f"<h2>{heading}</h2>" + "".join(_service_html(f) for f in listed))
     body = "".join(sections) or "<p>No services are listed.</p>"
+    style = (
+        f"<style>{PRINT_CSS}</style>"
+        if stylesheet is None
+        else f'<link rel="stylesheet" href="{html.escape(stylesheet)}">'
+    )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_PRINT_CSS}</style></head>"
+        f"<title>{html.escape(title)}</title>{style}</head>"
         f"<body><h1>{html.escape(title)}</h1>{body}</body></html>\n"
     )
 

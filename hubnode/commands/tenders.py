@@ -9,7 +9,6 @@ Peers' events are judged by the projection (``hubnode/projections/tenders.py``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -21,6 +20,19 @@ import msgspec
 import typer
 from rich.table import Table
 
+from hubnode.casework.inputs import InvalidInput
+from hubnode.casework.tenders import (
+    add_watch,
+    find_cluster,
+    fingerprint,
+    join_cluster,
+    load_watches,
+    matches,
+    save_watches,
+)
+from hubnode.casework.tenders import (
+    tenders as read_tenders,
+)
 from hubnode.commands.common import (
     DataOpt,
     JsonOpt,
@@ -32,11 +44,12 @@ from hubnode.commands.common import (
     run_async,
 )
 from hubnode.config import HubFolder
+from hubnode.errors import ConfigError
 from hubnode.events.ids import parse_hub
 from hubnode.events.kinds import KINDS, Body
 from hubnode.projections.runner import ProjectionRunner
+from hubnode.store.log import Appended
 
-WATCH_FILE: Final = "tender-watches.json"
 LOTS_EXTENSION: Final = (
     "https://raw.githubusercontent.com/open-contracting-extensions/ocds_lots_extension/"
     "master/extension.json"
@@ -129,132 +142,11 @@ def _value(amount: float, currency: str) -> dict[str, Any]:
 # -- reading the view -----------------------------------------------------------------------
 
 
-def _tenders(runner: ProjectionRunner, ocid: str | None = None) -> list[dict[str, Any]]:
-    """Tenders with their lots, clusters (members, assignments, bids) and awards."""
-    where, params = ("WHERE ocid = ?", (ocid,)) if ocid else ("", ())
-    q = runner.query
-    found: list[dict[str, Any]] = []
-    for row in q("tenders", f"SELECT * FROM {{tenders}} {where} ORDER BY ocid", params):
-        (t_ocid, hub, seq, updated_seq, updated_ts, title, description, buyer, amount) = row[:9]
-        currency, start, end, status, documents, categories, area = row[9:]
-        one = (t_ocid,)
-        lots = [
-            {"id": lot, "title": lot_title, "value": _amount(lot_amount, lot_currency)}
-            for lot, lot_title, lot_amount, lot_currency in q(
-                "tenders",
-                "SELECT lot, title, amount, currency FROM {lots} WHERE ocid = ? ORDER BY position",
-                one,
-            )
-        ]
-        clusters = []
-        for lead, cid, c_seq, sought in q(
-            "tenders",
-            "SELECT lead, cluster, seq, lots FROM {clusters} WHERE ocid = ? ORDER BY lead, cluster",
-            one,
-        ):
-            ref = (t_ocid, lead, cid)
-            members = [
-                m
-                for (m,) in q(
-                    "tenders",
-                    "SELECT member FROM {members} WHERE ocid = ? AND lead = ? AND cluster = ? "
-                    "ORDER BY member != lead, member",
-                    ref,
-                )
-            ]
-            assignments = dict(
-                q(
-                    "tenders",
-                    "SELECT lot, member FROM {assignments} "
-                    "WHERE ocid = ? AND lead = ? AND cluster = ? ORDER BY lot",
-                    ref,
-                )
-            )
-            bids = [
-                {"seq": b_seq, "lots": json.loads(b_lots), "value": _amount(b_amount, b_cur)}
-                for b_seq, b_lots, b_amount, b_cur in q(
-                    "tenders",
-                    "SELECT seq, lots, amount, currency FROM {bids} "
-                    "WHERE ocid = ? AND lead = ? AND cluster = ? ORDER BY seq",
-                    ref,
-                )
-            ]
-            clusters.append(
-                {
-                    "lead": lead,
-                    "cluster": cid,
-                    "seq": c_seq,
-                    "lots_sought": json.loads(sought),
-                    "members": members,
-                    "assignments": assignments,
-                    "bids": bids,
-                }
-            )
-        awards = [
-            {
-                "hub": a_hub,
-                "seq": a_seq,
-                "lead": a_lead,
-                "cluster": a_cluster,
-                "supplier": supplier,
-                "lots": json.loads(a_lots),
-                "value": _amount(a_amount, a_cur),
-                "awarded_on": awarded_on,
-                "ts": a_ts,
-            }
-            for (
-                a_hub,
-                a_seq,
-                a_lead,
-                a_cluster,
-                supplier,
-                a_lots,
-                a_amount,
-                a_cur,
-                awarded_on,
-                a_ts,
-            ) in q(
-                "tenders",
-                "SELECT hub, seq, lead, cluster, supplier, lots, amount, currency, awarded_on, ts "
-                "FROM {awards} WHERE ocid = ? ORDER BY hub, seq",
-                one,
-            )
-        ]
-        found.append(
-            {
-                "ocid": t_ocid,
-                "hub": hub,
-                "seq": seq,
-                "updated_seq": updated_seq,
-                "updated_ts": updated_ts,
-                "title": title,
-                "description": description,
-                "buyer": buyer,
-                "value": _amount(amount, currency),
-                "period": {"start": start, "end": end},
-                "status": status,
-                "documents": json.loads(documents),
-                "categories": json.loads(categories),
-                "area": json.loads(area),
-                "lots": lots,
-                "clusters": clusters,
-                "awards": awards,
-            }
-        )
-    return found
-
-
-def _amount(amount: float | None, currency: str | None) -> dict[str, Any] | None:
-    if amount is None or currency is None:
-        return None
-    return {"amount": int(amount) if float(amount).is_integer() else amount, "currency": currency}
-
-
 def _view(data: Path) -> tuple[HubFolder, list[dict[str, Any]]]:
     folder = folder_of(data)
     runner = caught_up(folder)
     try:
-        return folder, _tenders(runner)
+        return folder, read_tenders(runner)
     finally:
         runner.close()
 
@@ -267,11 +159,10 @@ def _find(tenders: list[dict[str, Any]], ocid: str) -> dict[str, Any]:
 
 
 def _cluster(tenders: list[dict[str, Any]], lead: str, cid: str) -> tuple[dict[str, Any], Any]:
-    for t in tenders:
-        for c in t["clusters"]:
-            if c["lead"] == lead and c["cluster"] == cid:
-                return t, c
-    fail(f"no cluster {cid!r} led by {lead} in this hub's view; see `hubnode tender show OCID`", 2)
+    try:
+        return find_cluster(tenders, lead, cid)
+    except InvalidInput as e:
+        fail(str(e), 2)
 
 
 def _check_lots(tender: dict[str, Any], lots: list[str]) -> None:
@@ -412,7 +303,7 @@ def tender_list(
     """The tenders shared with the network, as this hub sees them."""
     _, tenders = _view(data)
     watch = {"category": category, "area": area, "min_value": None, "max_value": None}
-    shown = [t for t in tenders if _matches(watch, t)]
+    shown = [t for t in tenders if matches(watch, t)]
     if as_json:
         print_json(shown)
         return
@@ -509,14 +400,20 @@ ClusterOpt = Annotated[str, typer.Option(help="The cluster id.")]
 @cluster_app.command("join")
 def cluster_join(data: DataOpt, lead: LeadOpt, cluster: ClusterOpt) -> None:
     """Join a cluster another hub leads."""
-    folder, tenders = _view(data)
-    lead = _hub_text("lead", lead)
-    if lead == folder.config.hub_id:
-        fail("--lead is this hub: the lead is a member of its own cluster already", 2)
-    _, c = _cluster(tenders, lead, cluster)
-    if folder.config.hub_id in c["members"]:
-        fail(f"this hub has already joined cluster {cluster!r}", 2)
-    _append(folder, "cluster.joined", _body("cluster.joined", {"lead": lead, "cluster": cluster}))
+    folder = folder_of(data)
+
+    async def join() -> Appended:
+        runner = caught_up(folder)
+        try:
+            async with await folder.open_log() as log:
+                return await join_cluster(folder, log, runner, lead, cluster)
+        except InvalidInput as e:
+            fail(str(e), 2)
+        finally:
+            runner.close()
+
+    done = run_async(join())
+    out.print(f"appended cluster.joined seq {done.seq} id {done.id.hex()}")
 
 
 def _led(folder: HubFolder, tenders: list[dict[str, Any]], lead: str | None, cid: str) -> Any:
@@ -813,44 +710,11 @@ def tender_export(
 # -- watches ------------------------------------------------------------------------------
 
 
-def _watch_path(folder: HubFolder) -> Path:
-    return folder.path / WATCH_FILE
-
-
-def _load_watches(folder: HubFolder) -> dict[str, Any]:
-    path = _watch_path(folder)
-    if not path.exists():
-        return {"watches": [], "shown": {}}
+def _watches(folder: HubFolder) -> dict[str, Any]:
     try:
-        state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        fail(f"cannot read {path}: {e}; fix or delete it")
-    state.setdefault("watches", [])
-    state.setdefault("shown", {})
-    return state
-
-
-def _save_watches(folder: HubFolder, state: dict[str, Any]) -> None:
-    path = _watch_path(folder)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _matches(watch: dict[str, Any], t: dict[str, Any]) -> bool:
-    if watch["category"] and watch["category"] not in t["categories"]:
-        return False
-    if watch["area"] and not any(d.startswith(watch["area"]) for d in t["area"]):
-        return False
-    amount = t["value"]["amount"]
-    if watch["min_value"] is not None and amount < watch["min_value"]:
-        return False
-    return watch["max_value"] is None or amount <= watch["max_value"]
-
-
-def _fingerprint(t: dict[str, Any]) -> str:
-    """Changes when anything a watcher sees of the tender changes."""
-    return hashlib.sha256(json.dumps(t, sort_keys=True).encode()).hexdigest()[:16]
+        return load_watches(folder)
+    except ConfigError as e:
+        fail(str(e))
 
 
 @watch_app.command("add")
@@ -864,32 +728,25 @@ def watch_add(
     max_value: Annotated[float | None, typer.Option(help="Value at most this.")] = None,
 ) -> None:
     """Add a local watch (kept in the data folder, not shared)."""
-    folder = folder_of(data)
-    if min_value is not None and min_value < 0:
-        fail(f"--min-value {min_value} is negative; give 0 or more", 2)
-    if min_value is not None and max_value is not None and max_value < min_value:
-        fail(f"--max-value {max_value} is below --min-value {min_value}", 2)
-    if (category, area, min_value, max_value) == (None, None, None, None):
-        fail("give at least one of --category, --area, --min-value, --max-value", 2)
-    state = _load_watches(folder)
-    n = 1 + max((w["id"] for w in state["watches"]), default=0)
-    state["watches"].append(
-        {
-            "id": n,
-            "category": category,
-            "area": area.upper() if area else None,
-            "min_value": min_value,
-            "max_value": max_value,
-        }
-    )
-    _save_watches(folder, state)
-    out.print(f"added watch {n}")
+    try:
+        watch = add_watch(
+            folder_of(data),
+            category=category,
+            area=area,
+            min_value=min_value,
+            max_value=max_value,
+        )
+    except InvalidInput as e:
+        fail(str(e), 2)
+    except ConfigError as e:
+        fail(str(e))
+    out.print(f"added watch {watch['id']}")
 
 
 @watch_app.command("list")
 def watch_list(data: DataOpt, as_json: JsonOpt = False) -> None:
     """The watches of this hub."""
-    watches = _load_watches(folder_of(data))["watches"]
+    watches = _watches(folder_of(data))["watches"]
     if as_json:
         print_json(watches)
         return
@@ -908,12 +765,12 @@ def watch_remove(
 ) -> None:
     """Remove a watch."""
     folder = folder_of(data)
-    state = _load_watches(folder)
+    state = _watches(folder)
     kept = [w for w in state["watches"] if w["id"] != watch_id]
     if len(kept) == len(state["watches"]):
         fail(f"no watch {watch_id}; see `hubnode tender watch list`", 2)
     state["watches"] = kept
-    _save_watches(folder, state)
+    save_watches(folder, state)
     out.print(f"removed watch {watch_id}")
 
 
@@ -922,9 +779,9 @@ def _show_new(
 ) -> None:
     """Print each tender that matches a watch and is new or changed since last shown."""
     changed = False
-    for t in _tenders(runner):
-        hits = [w["id"] for w in state["watches"] if _matches(w, t)]
-        print_ = _fingerprint(t)
+    for t in read_tenders(runner):
+        hits = [w["id"] for w in state["watches"] if matches(w, t)]
+        print_ = fingerprint(t)
         if not hits or state["shown"].get(t["ocid"]) == print_:
             continue
         kind = "changed" if t["ocid"] in state["shown"] else "new"
@@ -939,7 +796,7 @@ def _show_new(
                 f"ends {t['period']['end']} (watch {', '.join(map(str, hits))})"
             )
     if changed:
-        _save_watches(folder, state)
+        save_watches(folder, state)
 
 
 @watch_app.command("run")
@@ -950,7 +807,7 @@ def watch_run(
 ) -> None:
     """Stream new or changed tenders matching a watch as they arrive (Ctrl-C stops)."""
     folder = folder_of(data)
-    state = _load_watches(folder)
+    state = _watches(folder)
     if not state["watches"]:
         fail("no watches; add one with `hubnode tender watch add`", 2)
     runner = caught_up(folder)
@@ -960,9 +817,7 @@ def watch_run(
             time.sleep(POLL_S)  # a poll of the view at the edge, never in tests (--once)
             if runner.step():
                 runner.catch_up()
-                _show_new(
-                    folder, runner, _load_watches(folder) | {"shown": state["shown"]}, as_json
-                )
+                _show_new(folder, runner, _watches(folder) | {"shown": state["shown"]}, as_json)
     except KeyboardInterrupt:
         pass
     finally:

@@ -24,7 +24,16 @@ from starlette.staticfiles import StaticFiles
 
 from hubnode.config import HubFolder
 from hubnode.console.acting import StaffCasework
-from hubnode.console.pages import auth, followups, people, referrals, today
+from hubnode.console.pages import (
+    auth,
+    directory,
+    followups,
+    people,
+    referrals,
+    skills,
+    tenders,
+    today,
+)
 from hubnode.console.security import SecurityHeaders
 from hubnode.console.staff import StaffStore
 from hubnode.console.web import Console, Ctx, Settings
@@ -38,7 +47,7 @@ CaseworkOpener = Callable[[HubFolder], AbstractAsyncContextManager[StaffCasework
 
 def routes() -> list[BaseRoute]:
     found: list[BaseRoute] = []
-    for module in (auth, today, people, referrals, followups):
+    for module in (auth, today, people, referrals, followups, directory, skills, tenders):
         found += module.routes
     found.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
     return found

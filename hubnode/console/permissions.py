@@ -6,6 +6,10 @@ A **coordinator** also closes advocacy cases, records or withdraws a person's co
 afterwards and marks referrals entered in error. An **admin** also erases people. Staff
 accounts themselves are managed on the hub's server (``hubnode staff``), not in pages.
 
+Beyond the pathway: any worker may offer or ask for a skill on the hub's behalf; moving
+the hub's time credits (proposing or confirming a transfer) and committing the hub to a
+tender (watching tenders, joining a bid cluster) are for coordinators and admins.
+
 What the pathway allows *this hub* to do (the referral transition table, consent) is
 checked by :mod:`hubnode.casework`; this table only says which of the hub's staff may ask.
 """
@@ -30,13 +34,17 @@ Permission = Literal[
     "close-advocacy",
     "change-consent",
     "erase-person",
+    "offer-skills",
+    "move-time",
+    "watch-tenders",
+    "join-cluster",
 ]
 
 _ALL: Final[frozenset[Role]] = frozenset(ROLES)
 _LEADS: Final[frozenset[Role]] = frozenset({"coordinator", "admin"})
 
 PERMISSIONS: Final[Mapping[Permission, frozenset[Role]]] = {
-    "view": _ALL,  # today, referrals, follow-ups, advocacy, network
+    "view": _ALL,  # today, referrals, follow-ups, advocacy, directory, skills, tenders, network
     "log-enquiry": _ALL,
     "read-person": _ALL,  # and only where this hub holds the person's key
     "refer": _ALL,
@@ -47,6 +55,10 @@ PERMISSIONS: Final[Mapping[Permission, frozenset[Role]]] = {
     "close-advocacy": _LEADS,
     "change-consent": _LEADS,
     "erase-person": frozenset({"admin"}),
+    "offer-skills": _ALL,  # offer, request, withdraw
+    "move-time": _LEADS,  # propose or confirm a time-credit transfer
+    "watch-tenders": _LEADS,
+    "join-cluster": _LEADS,
 }
 """Permission → the roles that have it."""
 
@@ -62,6 +74,10 @@ DESCRIPTIONS: Final[Mapping[Permission, str]] = {
     "close-advocacy": "close an advocacy case",
     "change-consent": "change a person's consent",
     "erase-person": "erase a person",
+    "offer-skills": "offer or ask for a skill",
+    "move-time": "propose or confirm a time-credit transfer",
+    "watch-tenders": "watch tenders",
+    "join-cluster": "join a bid cluster",
 }
 """Permission → what it lets someone do, for the page that refuses it."""
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from hubnode.casework.tenders import load_watches, watch_matches
 from hubnode.console import reading
 from hubnode.console.pages.labels import STATUS_LABELS
 from hubnode.console.web import Ctx, page
+from hubnode.errors import ConfigError
 from hubnode.events.lifecycle import RECEIVING
 from hubnode.node import read_status
 from hubnode.projections.pathway_read import DAY_MS, claimable, followups_due, referrals
@@ -30,6 +32,14 @@ async def today(ctx: Ctx) -> Response:
         cw.views, me, now_ms + SOON_DAYS * DAY_MS, config.followup_days, config.answer_days
     )
     overdue = [d for d in due if d.due <= now_ms]
+    try:
+        watches = load_watches(ctx.console.folder)["watches"]
+    except ConfigError:  # the rest of today still matters more than the watches
+        warnings.append(
+            "This hub's tender watches cannot be read: ask whoever looks after the server "
+            "to check the file tender-watches.json in the hub's folder."
+        )
+        watches = []
     coming = [d for d in due if d.due > now_ms]
     return ctx.render(
         "today.html",
@@ -40,6 +50,8 @@ async def today(ctx: Ctx) -> Response:
         overdue=overdue,
         coming=coming,
         open_cases=len(cw.advocacy_cases(me)),
+        watching=bool(watches),
+        tenders=watch_matches(cw.views, watches),
         names={h.id: h.name for h in hubs},
         statuses=STATUS_LABELS,
         now_ms=now_ms,
