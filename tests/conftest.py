@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from hubnode import EventLog, SigningKey, Status
+from hubnode import EventLog, HubFolder, SigningKey, Status
 from hubnode.events.network import HubProfileUpdated, HubRegistered
 from hubnode.projections import Projection, ProjectionRunner
 from hubnode.testing import ChainWriter
@@ -95,3 +95,15 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         codes = await c.close()
     bad = {name: cs for name, cs in codes.items() if any(cs)}
     assert not bad, f"nodes did not exit 0 on SIGTERM: {bad}\n{c.logs()}"
+
+
+def sync(src: Path, dst: Path) -> None:
+    """Give hub folder ``dst`` every record ``src`` holds, as gossip would (outside a loop)."""
+
+    async def copy_records() -> None:
+        async with await HubFolder.open(src).open_log(with_key=False) as source:
+            records = [raw async for raw in source.export_records()]
+        async with await HubFolder.open(dst).open_log(with_key=False) as target:
+            await target.ingest(records)
+
+    asyncio.run(copy_records())

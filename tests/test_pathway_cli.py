@@ -3,7 +3,6 @@ gossip would, people's details sealed to the hubs they agreed to."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 from collections.abc import Iterator
@@ -13,9 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from hubnode import HubFolder
 from hubnode.cli import app
 from hubnode.commands import pathway
+from tests.conftest import sync
 
 NET = "test-net"
 
@@ -44,18 +43,6 @@ def refused(cli: CliRunner, *args: str | Path, code: int = 1, says: str) -> Resu
 
 def as_json(cli: CliRunner, *args: str | Path) -> Any:
     return json.loads(ok(cli, *args, "--json").stdout)
-
-
-def sync(src: Path, dst: Path) -> None:
-    """Copy every record src holds into dst, as gossip would."""
-
-    async def copy_records() -> None:
-        async with await HubFolder.open(src).open_log(with_key=False) as log:
-            records = [r async for r in log.export_records()]
-        async with await HubFolder.open(dst).open_log(with_key=False) as log:
-            await log.ingest(records)
-
-    asyncio.run(copy_records())
 
 
 def gossip(*hubs: Path) -> None:

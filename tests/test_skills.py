@@ -32,7 +32,7 @@ from hubnode.projections import ProjectionRunner
 from hubnode.projections.skills import SkillsProjection
 from hubnode.testing import ChainWriter
 
-from .conftest import build_view
+from .conftest import build_view, sync
 
 NET = "test-net"
 
@@ -485,18 +485,6 @@ def make_hub(cli: CliRunner, path: Path, name: str) -> str:
     result = run(cli, "init", "--data", path, "--name", name, "--network", NET)
     assert result.exit_code == 0, result.output
     return result.stdout.strip()
-
-
-def sync(src: Path, dst: Path) -> None:
-    """Give ``dst`` every record ``src`` holds, as gossip would."""
-
-    async def go() -> None:
-        async with await HubFolder.open(src).open_log(with_key=False) as source:
-            records = [raw async for raw in source.export_records(None)]
-        async with await HubFolder.open(dst).open_log(with_key=False) as target:
-            await target.ingest(records)
-
-    asyncio.run(go())
 
 
 def count(data: Path) -> int:

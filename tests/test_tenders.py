@@ -39,7 +39,7 @@ from hubnode.events.tenders import (
 from hubnode.projections.tenders import TendersProjection
 from hubnode.testing import ChainWriter, ProjectionHarness, hashes_by_batch_size
 
-from .conftest import shared_fixture
+from .conftest import shared_fixture, sync
 
 NET = "test-net"
 T1 = "ocds-hubnode-aaaa-1"
@@ -424,18 +424,6 @@ def refused(cli: CliRunner, *args: str | Path, says: str) -> Result:
 def new_hub(cli: CliRunner, path: Path, name: str) -> tuple[Path, str]:
     result = ok(cli, "init", "--data", path, "--name", name, "--network", NET)
     return path, result.stdout.strip()
-
-
-def sync(src: Path, dst: Path) -> None:
-    """Copy every record src holds into dst, as gossip would."""
-
-    async def copy_records() -> None:
-        async with await HubFolder.open(src).open_log(with_key=False) as log:
-            records = [r async for r in log.export_records()]
-        async with await HubFolder.open(dst).open_log(with_key=False) as log:
-            await log.ingest(records)
-
-    asyncio.run(copy_records())
 
 
 def count_events(data: Path) -> int:
