@@ -4,10 +4,13 @@ with ``console = true`` on a real nats-server.
 
 One journey, as staff would walk it: sign in at hub A, log an enquiry with consent for hub
 B, refer it to B's service; sign in at B, see it arrive on "today", accept it, complete it;
-back at A, record the follow-up. Every page visited is saved as a screenshot at 1280 and
-360 px wide under ``tests/artifacts/browser/`` (git-ignored), must log no error in the
-browser's console and must pass axe-core (vendored by ``axe-playwright-python``, injected
-from disk) with no serious or critical violation.
+back at A, record the follow-up. A second walk visits every other page of the console (the
+directory, a service, the printable directory, skills, time credits, tenders, a tender,
+network, find a person, referrals, advocacy) as a coordinator, using a few of their forms.
+Every page visited is saved as a screenshot at 1280 and 360 px wide under
+``tests/artifacts/browser/`` (git-ignored), must log no error in the browser's console and
+must pass axe-core (vendored by ``axe-playwright-python``, injected from disk) with no
+serious or critical violation.
 
 Run only these: ``.venv/bin/pytest -q -m browser`` (docs/console.md, "Testing").
 """
@@ -18,6 +21,7 @@ import asyncio
 import re
 import shutil
 from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
 from typing import Final
 
@@ -29,6 +33,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 from hubnode import HubFolder
 from hubnode.console.staff import StaffStore
 from hubnode.events.directory import ServicePublished
+from hubnode.events.tenders import ClusterFormed, Lot, Period, TenderShared, Value
 
 from .cluster import Cluster, free_port, trust_each_other, wait_until
 from .test_console import CHEAP, PASSWORD
@@ -59,11 +64,23 @@ DEBT_ADVICE: Final = ServicePublished(
     description="Help with debts and money.",
     categories=("debt",),
 )
+HOME_CARE: Final = TenderShared(
+    ocid="ocds-hubnode-home-care-1",
+    title="Home care in Darlington",
+    buyer="Darlington Borough Council",
+    value=Value(amount=120000, currency="GBP"),
+    period=Period(start=date(2030, 1, 1), end=date(2030, 3, 1)),
+    lots=(Lot(id="L1", title="North"), Lot(id="L2", title="South")),
+    categories=("care",),
+    area=("DL1",),
+)
+B_CLUSTER: Final = ClusterFormed(cluster="b-care", tender=HOME_CARE.ocid, lots=("L1", "L2"))
 
 
 class Hubs:
     """Hubs A and B: registered with seal keys, trusting each other, each running
-    ``hubnode run`` with its console on 127.0.0.1 and a random port; B publishes a service."""
+    ``hubnode run`` with its console on 127.0.0.1 and a random port; B publishes a service,
+    shares a tender and forms a bid cluster for it. A has a worker and a coordinator."""
 
     def __init__(self, cluster: Cluster, a: HubFolder, b: HubFolder) -> None:
         self.cluster = cluster
@@ -89,7 +106,12 @@ async def hubs(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hubs]:
             await cluster.append(folder, 1)  # hub.registered, with the seal key
             with StaffStore.open(folder.path) as store:
                 store.add(f"{folder.config.name} worker", "worker", PASSWORD, CHEAP)
-        await (await cluster.writer(b)).append("service.published", DEBT_ADVICE)
+        with StaffStore.open(a.path) as store:
+            store.add("Hub A coordinator", "coordinator", PASSWORD, CHEAP)
+        writer = await cluster.writer(b)
+        await writer.append("service.published", DEBT_ADVICE)
+        await writer.append("tender.shared", HOME_CARE)
+        await writer.append("cluster.formed", B_CLUSTER)
         await cluster.close_logs(b)
         for folder in (a, b):
             await cluster.start(folder)
@@ -190,7 +212,7 @@ class Desk:
         assert not serious, f"axe on {what} at {self.hub}:\n" + "\n".join(serious)
         assert not self.errors, f"on {what} at {self.hub}:\n" + "\n".join(self.errors)
 
-    async def submit(self, button: str, what: str, status: int = 200) -> None:
+    async def submit(self, button: str | re.Pattern[str], what: str, status: int = 200) -> None:
         """Press the button named ``button`` and check the page it leads to, which must
         come with ``status`` (after any redirect)."""
         async with self.page.expect_navigation() as navigation:
@@ -301,3 +323,57 @@ async def test_a_referral_goes_from_hub_a_to_hub_b_and_back_in_a_browser(
     await page.get_by_label("Note").fill("all sorted")
     await a.submit("Record the follow-up", "the referral, followed up")
     await a.goto("/followups", "follow-ups")
+
+
+async def test_every_other_page_of_the_console_passes_in_a_browser(
+    browser: Browser, hubs: Hubs
+) -> None:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        a = Desk(await context.new_page(), Hubs.url(hubs.a), "A")
+        page = a.page
+        await a.sign_in("Hub A coordinator")
+
+        # B's service and tender reach A by gossip (at once when the journey ran first).
+        async def synced() -> bool:
+            await page.goto(f"{a.base}/tenders")
+            tender = await page.get_by_role("link", name=HOME_CARE.title).count()
+            await page.goto(f"{a.base}/directory")
+            return tender > 0 and await page.get_by_text(DEBT_ADVICE.name).count() > 0
+
+        await wait_until(synced, 20, "B's service and tender at A", hubs.cluster.logs)
+        await a.look("directory")
+        await page.get_by_role("link", name=DEBT_ADVICE.name).first.click()
+        await a.look("a service")
+        await a.goto("/directory/print", "the printable directory")
+
+        await a.goto("/skills", "skills")
+        await page.get_by_label("Short title").fill("Help filling in forms")
+        await page.get_by_label("Skills", exact=True).fill("form-filling")
+        await page.get_by_label("Postcode districts").fill("DL1")
+        await a.submit("Save", "skills, with this hub's offer")
+        await expect(page.get_by_role("status")).to_contain_text("other hubs see it")
+        await a.submit(re.compile("^Withdraw this offer"), "skills, offer withdrawn")
+        await expect(page.get_by_role("status")).to_contain_text("is withdrawn")
+        await a.goto("/time", "time credits")
+
+        await a.goto("/tenders", "tenders")
+        await page.get_by_role("link", name=HOME_CARE.title).click()
+        await a.look("a tender")
+        await expect(page.get_by_text("b-care").first).to_be_visible()
+        await page.get_by_label("Name of the cluster").fill("a-care")
+        await a.submit("Form the cluster", "a tender, with this hub's cluster")
+        await expect(
+            page.get_by_role("heading", name="Submit the bid of cluster a-care")
+        ).to_be_visible()
+
+        for path, what in [
+            ("/network", "network"),
+            ("/people", "find a person"),
+            ("/referrals", "referrals"),
+            ("/advocacy", "advocacy"),
+            ("/followups", "follow-ups, as a coordinator"),
+        ]:
+            await a.goto(path, what)
+    finally:
+        await context.close()

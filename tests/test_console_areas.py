@@ -20,6 +20,7 @@ from hubnode.events.feedback import FeedbackSubmitted, ServiceRef
 from hubnode.events.ids import hub_display
 from hubnode.events.tenders import ClusterFormed, Lot, Period, TenderShared, Value
 from tests.test_console import Clock, Desk, Net, act, copy_net, error_for, log_kinds, open_desk
+from tests.test_console_pages import bodies, pseudonym
 
 TENDER = "ocds-hubnode-aaaa-1"
 
@@ -282,6 +283,7 @@ def test_an_offer_made_in_the_console_matches_another_hubs_request(desk: Desk, n
     made = desk.post("/skills", OFFER)
     assert made.status_code == 303 and made.headers["location"] == "/skills"
     assert own_kinds(net, "a")[-1] == "skill.offered"
+    assert bodies(net, "a", "skill.offered")[-1]["staff"] == pseudonym(net, "a", "a worker")
 
     async def ask(cw: Casework) -> None:
         from hubnode.casework.skills import Skills
@@ -332,6 +334,8 @@ def test_a_transfer_proposed_by_one_hub_is_confirmed_on_the_others_console(
     desk.signed_in("a coordinator")
     sent = propose(desk, net)
     assert sent.status_code == 303  # type: ignore[attr-defined]
+    proposed = bodies(net, "a", "time.transfer_proposed")[-1]
+    assert proposed["staff"] == pseudonym(net, "a", "a coordinator")
     words = text_of(desk.get("/time").text)
     assert "Transfer of 1 h 30 min proposed" in words
     assert "To Hub B: 1 h 30 min for “Forms” \N{EN DASH} waiting for Hub B to confirm" in words
@@ -345,6 +349,8 @@ def test_a_transfer_proposed_by_one_hub_is_confirmed_on_the_others_console(
         done = b.post("/time/confirm", {"transfer": transfer.group(1)})
         assert done.status_code == 303
         assert own_kinds(net, "b")[-1] == "time.transfer_confirmed"
+        confirmed = bodies(net, "b", "time.transfer_confirmed")[-1]
+        assert confirmed["staff"] == pseudonym(net, "b", "b admin")
         words = text_of(b.get("/time").text)
         assert "This hub's balance 1 h 30 min." in words and "Nothing to confirm" in words
         again = b.post("/time/confirm", {"transfer": transfer.group(1)})
@@ -352,6 +358,68 @@ def test_a_transfer_proposed_by_one_hub_is_confirmed_on_the_others_console(
         assert "already confirmed" in error_for(again.text, "confirm")
     net.gossip()
     assert "This hub's balance -1 h 30 min" in text_of(desk.get("/time").text)
+
+
+def test_a_worker_withdraws_the_hubs_own_offer_and_nothing_else(desk: Desk, net: Net) -> None:
+    desk.signed_in("a worker")
+    desk.post("/skills", OFFER)
+    page = desk.get("/skills")
+    offer = re.search(
+        r'name="item" value="offer">\s*<input type="hidden" name="id" value="([^"]+)"', page.text
+    )
+    assert offer is not None
+    before = log_kinds(net.a)
+    for bad in ({"item": "offer", "id": "nope"}, {"item": "thing", "id": offer.group(1)}):
+        refused = desk.post("/skills/withdraw", bad)
+        assert refused.status_code == 400 and error_for(refused.text, "withdraw")
+    assert log_kinds(net.a) == before
+    done = desk.post("/skills/withdraw", {"item": "offer", "id": offer.group(1)})
+    assert done.status_code == 303 and done.headers["location"] == "/skills"
+    withdrawn = bodies(net, "a", "skill.withdrawn")[-1]
+    assert withdrawn["offer_id"] == offer.group(1)
+    assert withdrawn["staff"] == pseudonym(net, "a", "a worker")
+    words = text_of(desk.get("/skills").text)
+    assert f"The offer {offer.group(1)} is withdrawn." in words
+    assert "Help filling in forms</p>" not in desk.get("/skills").text
+    again = desk.post("/skills/withdraw", {"item": "offer", "id": offer.group(1)})
+    assert again.status_code == 400
+    assert "already withdrawn" in error_for(again.text, "withdraw")
+
+
+def test_a_confirmed_transfer_is_reversed_with_a_reason(desk: Desk, net: Net, clock: Clock) -> None:
+    desk.signed_in("a coordinator")
+    propose(desk, net)
+    assert "Reverse this transfer" not in desk.get("/time").text  # not confirmed yet
+    net.gossip()
+    for b in open_desk(net.b, clock):
+        b.signed_in("b admin")
+        transfer = re.search(r'name="transfer" value="([^"]+)"', b.get("/time").text)
+        assert transfer is not None
+        b.post("/time/confirm", {"transfer": transfer.group(1)})
+    net.gossip()
+    page = desk.get("/time")
+    assert "Reverse this transfer" in page.text
+    before = log_kinds(net.a)
+    unsaid = desk.post("/time/reverse", {"transfer": transfer.group(1), "reason": " "})
+    assert unsaid.status_code == 400
+    assert "Say why the transfer is reversed" in error_for(unsaid.text, "reverse")
+    assert log_kinds(net.a) == before
+    done = desk.post("/time/reverse", {"transfer": transfer.group(1), "reason": "Entered twice"})
+    assert done.status_code == 303
+    reversed_ = bodies(net, "a", "time.transfer_reversed")[-1]
+    assert reversed_["reason"] == "Entered twice"
+    assert reversed_["staff"] == pseudonym(net, "a", "a coordinator")
+    words = text_of(desk.get("/time").text)
+    assert "Transfer of 1 h 30 min reversed" in words and "reversed: Entered twice" in words
+    assert "This hub's balance 0 h" in words
+
+
+def test_a_worker_cannot_reverse_a_transfer(desk: Desk, net: Net) -> None:
+    desk.signed_in("a worker")
+    before = log_kinds(net.a)
+    refused = desk.post("/time/reverse", {"transfer": "x", "reason": "because"})
+    assert refused.status_code == 403
+    assert log_kinds(net.a) == before
 
 
 @pytest.mark.parametrize(
@@ -383,7 +451,7 @@ def test_a_worker_offers_skills_but_cannot_move_time_credits(desk: Desk, net: Ne
     before = log_kinds(net.a)
     refused = propose(desk, net)
     assert refused.status_code == 403  # type: ignore[attr-defined]
-    assert "cannot propose or confirm a time-credit transfer" in refused.text  # type: ignore[attr-defined]
+    assert "cannot propose, confirm or reverse a time-credit transfer" in refused.text  # type: ignore[attr-defined]
     assert desk.post("/time/confirm", {"transfer": "x"}).status_code == 403
     assert log_kinds(net.a) == before
 
@@ -404,6 +472,20 @@ def test_the_tenders_page_lists_tenders_and_the_hubs_watches(desk: Desk, net: Ne
     assert "Watch 1 added" in words and "matches watch 1" in words
     assert "Watch 1: Care, in DL, at most 200,000" in words
     assert "Home care" in text_of(desk.get("/").text)  # and on today
+
+
+def test_a_coordinator_removes_a_watch(desk: Desk, net: Net) -> None:
+    desk.signed_in("a coordinator")
+    desk.post("/tenders/watch", {"category": "care"})
+    missing = desk.post("/tenders/unwatch", {"watch": "7"})
+    assert missing.status_code == 400
+    assert "not one of this hub's" in error_for(missing.text, "watches")
+    assert "Watch 1: Care" in text_of(desk.get("/tenders").text)
+    removed = desk.post("/tenders/unwatch", {"watch": "1"})
+    assert removed.status_code == 303 and removed.headers["location"] == "/tenders"
+    words = text_of(desk.get("/tenders").text)
+    assert "Watch 1 removed." in words and "No watches yet" in words
+    assert "This hub watches no tenders" in text_of(desk.get("/").text)
 
 
 @pytest.mark.parametrize(
@@ -443,6 +525,7 @@ def test_a_tender_page_shows_lots_and_clusters_and_a_hub_joins_one(desk: Desk, n
     )
     assert joined.status_code == 303 and joined.headers["location"] == f"/tenders/{TENDER}"
     assert own_kinds(net, "a")[-1] == "cluster.joined"
+    assert bodies(net, "a", "cluster.joined")[-1]["staff"] == pseudonym(net, "a", "a coordinator")
     words = text_of(desk.get(f"/tenders/{TENDER}").text)
     assert "This hub joined the bid cluster c1" in words
     assert "Members: Hub B, this hub" in words and "Join cluster c1" not in words
@@ -460,6 +543,56 @@ def test_a_tender_page_shows_lots_and_clusters_and_a_hub_joins_one(desk: Desk, n
     assert desk.get("/tenders/ocds-none-x").status_code == 404
 
 
+def test_a_coordinator_forms_a_cluster_assigns_a_lot_and_submits_the_bid(
+    desk: Desk, net: Net
+) -> None:
+    desk.signed_in("a coordinator")
+    me = pseudonym(net, "a", "a coordinator")
+    formed = desk.post("/tenders/form", {"ocid": TENDER, "lots": ["L1", "L2"], "cluster": "a-care"})
+    assert formed.status_code == 303 and formed.headers["location"] == f"/tenders/{TENDER}"
+    body = bodies(net, "a", "cluster.formed")[-1]
+    assert (body["cluster"], list(body["lots"]), body["staff"]) == ("a-care", ["L1", "L2"], me)
+    page = desk.get(f"/tenders/{TENDER}")
+    assert "This hub formed the bid cluster a-care" in text_of(page.text)
+    assert "Cluster a-care, led by this hub" in text_of(page.text)
+    assert "Submit the bid of cluster a-care" in page.text
+    before = log_kinds(net.a)
+    taken = desk.post("/tenders/form", {"ocid": TENDER, "cluster": "a-care"})
+    assert taken.status_code == 400
+    assert "already leads a cluster with that id" in error_for(taken.text, "cluster")
+    bad_lot = desk.post(
+        "/tenders/assign",
+        {"ocid": TENDER, "cluster": "a-care", "lot": "L9", "member": hub_display(net.a.hub)},
+    )
+    assert bad_lot.status_code == 400
+    assert "'L9' is not in tender" in error_for(bad_lot.text, "clusters")
+    no_amount = desk.post("/tenders/bid", {"ocid": TENDER, "cluster": "a-care", "lots": "L1"})
+    assert no_amount.status_code == 400
+    assert "Enter the bid's amount" in error_for(no_amount.text, "clusters")
+    not_mine = desk.post(
+        "/tenders/bid", {"ocid": TENDER, "cluster": "c1", "lots": "L1", "amount": "5"}
+    )
+    assert not_mine.status_code == 400
+    assert "No cluster 'c1' led by this hub" in error_for(not_mine.text, "clusters")
+    assert log_kinds(net.a) == before
+    assigned = desk.post(
+        "/tenders/assign",
+        {"ocid": TENDER, "cluster": "a-care", "lot": "L1", "member": hub_display(net.a.hub)},
+    )
+    assert assigned.status_code == 303
+    assert bodies(net, "a", "lot.assigned")[-1]["staff"] == me
+    bid = desk.post(
+        "/tenders/bid", {"ocid": TENDER, "cluster": "a-care", "lots": ["L1"], "amount": "50,000"}
+    )
+    assert bid.status_code == 303
+    submitted = bodies(net, "a", "bid.submitted")[-1]
+    assert submitted["value"] == {"amount": 50000.0, "currency": "GBP"}
+    assert submitted["staff"] == me
+    words = text_of(desk.get(f"/tenders/{TENDER}").text)
+    assert "Bid of cluster a-care submitted." in words
+    assert "Lot L1: this hub." in words and "Bid for lots L1: 50,000" in words
+
+
 def test_a_worker_sees_tenders_but_cannot_watch_or_join(desk: Desk, net: Net) -> None:
     desk.signed_in("a worker")
     page = desk.get(f"/tenders/{TENDER}")
@@ -472,6 +605,12 @@ def test_a_worker_sees_tenders_but_cannot_watch_or_join(desk: Desk, net: Net) ->
     assert join.status_code == 403 and "cannot join a bid cluster" in join.text
     watch = desk.post("/tenders/watch", {"category": "care"})
     assert watch.status_code == 403 and "cannot watch tenders" in watch.text
+    unwatch = desk.post("/tenders/unwatch", {"watch": "1"})
+    assert unwatch.status_code == 403 and "cannot watch tenders" in unwatch.text
+    assert "Form the cluster" not in page.text
+    for path in ("/tenders/form", "/tenders/assign", "/tenders/bid"):
+        led = desk.post(path, {"ocid": TENDER, "cluster": "c1", "lots": "L1", "amount": "5"})
+        assert led.status_code == 403 and "cannot lead a bid cluster" in led.text
     assert log_kinds(net.a) == before
     assert not (net.a.path / "tender-watches.json").exists()
 
@@ -479,7 +618,19 @@ def test_a_worker_sees_tenders_but_cannot_watch_or_join(desk: Desk, net: Net) ->
 # -- every page and form: signed out, CSRF, markup ---------------------------------------
 
 PAGES = ["/directory", "/directory/print", PRINT_CSS_PATH, "/skills", "/time", "/tenders"]
-FORMS = ["/skills", "/time/propose", "/time/confirm", "/tenders/watch", "/tenders/join"]
+FORMS = [
+    "/skills",
+    "/skills/withdraw",
+    "/time/propose",
+    "/time/confirm",
+    "/time/reverse",
+    "/tenders/watch",
+    "/tenders/unwatch",
+    "/tenders/join",
+    "/tenders/form",
+    "/tenders/assign",
+    "/tenders/bid",
+]
 
 
 @pytest.mark.parametrize("path", [*PAGES, f"/tenders/{TENDER}"])
@@ -522,3 +673,32 @@ def test_each_page_has_one_h1_and_every_field_labelled(desk: Desk, net: Net, pat
     labels = set(re.findall(r'<label for="([^"]+)"', page))
     for kind, field in re.findall(r'<(input|select|textarea)[^>]*\bid="([^"]+)"', page):
         assert field in labels, (path, kind, field)
+
+
+# -- the staff field on skills and tender bodies ------------------------------------------
+
+HUB = hub_display(bytes(32))
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields"),
+    [
+        ("time.transfer_confirmed", {"proposer": HUB, "transfer_id": "t1"}),
+        ("time.transfer_reversed", {"proposer": HUB, "transfer_id": "t1", "reason": "x"}),
+        ("cluster.joined", {"lead": HUB, "cluster": "c1"}),
+        ("lot.assigned", {"lead": HUB, "cluster": "c1", "lot": "L1", "member": HUB}),
+    ],
+)
+def test_a_body_without_staff_keeps_the_bytes_it_had_before_the_field(
+    kind: str, fields: dict[str, object]
+) -> None:
+    """The field came after release: a body nobody stamped must encode as it always did,
+    and one that was stamped must carry the pseudonym."""
+    from hubnode.events.kinds import KINDS
+
+    old_bytes = msgspec.msgpack.encode(fields)
+    body = KINDS.decode_body(kind, old_bytes)
+    assert body.staff is None
+    assert KINDS.encode_body(kind, body) == old_bytes
+    stamped = msgspec.structs.replace(body, staff="st-abcdefghijklmnop")
+    assert KINDS.decode_body(kind, KINDS.encode_body(kind, stamped)) == stamped

@@ -125,16 +125,28 @@ class Skills:
     """This hub's skills and time-credit actions over its open log and views (brought up
     to date by the caller)."""
 
-    def __init__(self, folder: HubFolder, log: EventLog, views: ProjectionRunner) -> None:
+    def __init__(
+        self,
+        folder: HubFolder,
+        log: EventLog,
+        views: ProjectionRunner,
+        *,
+        staff: str | None = None,
+    ) -> None:
         self.folder = folder
         self.log = log
         self.views = views
+        self.staff = staff
+        """The pseudonym (``st-…``) of the staff member acting, recorded on every body
+        appended; None from the command line, where the hub's operator acts."""
 
     @property
     def me(self) -> bytes:
         return self.folder.hub
 
     async def _append(self, kind: str, body: Body) -> int:
+        if self.staff is not None:
+            body = msgspec.structs.replace(body, staff=self.staff)
         return (await self.log.append(kind, body)).seq
 
     # -- skills -------------------------------------------------------------------------

@@ -4,8 +4,11 @@ commands and the staff console.
 :func:`tenders` reads the ``tenders`` view into plain dicts (lots, clusters with members,
 assignments and bids, awards), the shape ``hubnode tender list|show --json`` prints. A
 watch is a local filter (category, area, value range) kept in the hub's folder, not shared
-with the network; :func:`watch_matches` is what "today" shows and ``tender watch run``
-streams. :func:`join_cluster` is ``hubnode cluster join``. Bad input raises
+with the network (:func:`add_watch`, :func:`remove_watch`); :func:`watch_matches` is what
+"today" shows and ``tender watch run`` streams. :func:`form_cluster`, :func:`join_cluster`,
+:func:`assign_lot` and :func:`submit_bid` are ``hubnode cluster form|join|assign-lot`` and
+``hubnode bid submit``; each takes the pseudonym of the console's staff member who acted,
+if any (``staff``), to record on its event. Bad input raises
 :class:`~hubnode.casework.InvalidInput` naming the field; an unreadable watch file raises
 :class:`~hubnode.errors.ConfigError`. Nothing is printed here.
 """
@@ -16,7 +19,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -24,13 +27,15 @@ from hubnode.casework.inputs import InvalidInput
 from hubnode.config import HubFolder
 from hubnode.errors import ConfigError
 from hubnode.events.ids import parse_hub
-from hubnode.events.tenders import ClusterJoined
+from hubnode.events.kinds import Body
+from hubnode.events.tenders import BidSubmitted, ClusterFormed, ClusterJoined, LotAssigned
 from hubnode.projections.runner import ProjectionRunner
 from hubnode.store.log import Appended, EventLog
 
 WATCH_FILE: Final = "tender-watches.json"
 
 Tender = dict[str, Any]
+B = TypeVar("B", bound=Body)
 Watch = dict[str, Any]
 """``{"id", "category", "area", "min_value", "max_value"}``; None: any."""
 
@@ -211,6 +216,16 @@ def add_watch(
     return watch
 
 
+def remove_watch(folder: HubFolder, watch_id: int) -> None:
+    """Remove the watch ``watch_id``; InvalidInput if this hub has none with that id."""
+    state = load_watches(folder)
+    kept = [w for w in state["watches"] if w["id"] != watch_id]
+    if len(kept) == len(state["watches"]):
+        raise InvalidInput("watch", f"no watch {watch_id}; see `hubnode tender watch list`")
+    state["watches"] = kept
+    save_watches(folder, state)
+
+
 def matches(watch: Watch, t: Tender) -> bool:
     """Whether tender ``t`` passes every filter ``watch`` sets."""
     if watch["category"] and watch["category"] not in t["categories"]:
@@ -265,9 +280,16 @@ def find_cluster(found: list[Tender], lead: str, cid: str) -> tuple[Tender, dict
 
 
 async def join_cluster(
-    folder: HubFolder, log: EventLog, views: ProjectionRunner, lead: str, cluster: str
+    folder: HubFolder,
+    log: EventLog,
+    views: ProjectionRunner,
+    lead: str,
+    cluster: str,
+    *,
+    staff: str | None = None,
 ) -> Appended:
-    """Join the cluster ``cluster`` another hub leads (``lead``: its hub id)."""
+    """Join the cluster ``cluster`` another hub leads (``lead``: its hub id); ``staff``
+    is the pseudonym of the console's staff member who acted, if any."""
     found = tenders(views)
     lead = hub_text("lead", lead)
     if lead == folder.config.hub_id:
@@ -278,7 +300,134 @@ async def join_cluster(
     if folder.config.hub_id in c["members"]:
         raise InvalidInput("cluster", f"this hub has already joined cluster {cluster!r}")
     try:
-        body = msgspec.convert({"lead": lead, "cluster": cluster}, ClusterJoined)
+        body = msgspec.convert({"lead": lead, "cluster": cluster, "staff": staff}, ClusterJoined)
     except msgspec.ValidationError as e:
         raise InvalidInput("cluster", f"cluster.joined: {e}") from None
     return await log.append("cluster.joined", body)
+
+
+def _tender(found: list[Tender], ocid: str) -> Tender:
+    for t in found:
+        if t["ocid"] == ocid:
+            return t
+    raise InvalidInput(
+        "tender", f"no tender {ocid!r} in this hub's view; see `hubnode tender list`"
+    )
+
+
+def _check_lots(t: Tender, lots: list[str]) -> None:
+    known = [lot["id"] for lot in t["lots"]]
+    for lot in lots:
+        if lot not in known:
+            raise InvalidInput(
+                "lot",
+                f"--lot {lot!r} is not in tender {t['ocid']}; its lots are "
+                f"{', '.join(known) or 'none'}",
+            )
+
+
+def _sought(c: dict[str, Any], lots: list[str], cid: str) -> None:
+    unsought = [x for x in lots if c["lots_sought"] and x not in c["lots_sought"]]
+    if unsought:
+        raise InvalidInput(
+            "lot", f"--lot {unsought[0]!r} is not among the lots cluster {cid!r} seeks"
+        )
+
+
+def _led(
+    folder: HubFolder, found: list[Tender], lead: str | None, cid: str
+) -> tuple[Tender, dict[str, Any]]:
+    """The tender and cluster ``cid``, which this hub must lead."""
+    lead = folder.config.hub_id if lead is None else hub_text("lead", lead)
+    if lead != folder.config.hub_id:
+        raise InvalidInput("lead", f"cluster {cid!r} is led by {lead}; only its lead may do this")
+    return find_cluster(found, lead, cid)
+
+
+def _body(kind: str, body_type: type[B], fields: dict[str, Any], field: str) -> B:
+    try:
+        return msgspec.convert(fields, body_type)
+    except (msgspec.ValidationError, ValueError) as e:
+        raise InvalidInput(field, f"{kind}: {e}") from None
+
+
+async def form_cluster(
+    folder: HubFolder,
+    log: EventLog,
+    views: ProjectionRunner,
+    tender: str,
+    lots: list[str],
+    cluster: str | None = None,
+    *,
+    staff: str | None = None,
+) -> tuple[str, Appended]:
+    """Form a bid cluster led by this hub for ``tender``, seeking ``lots`` (none: any);
+    ``cluster`` is its id, unique among this hub's clusters (default ``c<n>``)."""
+    found = tenders(views)
+    _check_lots(_tender(found, tender), lots)
+    me = folder.config.hub_id
+    mine = {c["cluster"] for t in found for c in t["clusters"] if c["lead"] == me}
+    if cluster is None:
+        n = len(mine) + 1
+        while f"c{n}" in mine:
+            n += 1
+        cluster = f"c{n}"
+    elif cluster in mine:
+        raise InvalidInput("id", f"--id {cluster!r}: this hub already leads a cluster with that id")
+    fields = {"cluster": cluster, "tender": tender, "lots": lots, "staff": staff}
+    body = _body("cluster.formed", ClusterFormed, fields, "id")
+    return cluster, await log.append("cluster.formed", body)
+
+
+async def assign_lot(
+    folder: HubFolder,
+    log: EventLog,
+    views: ProjectionRunner,
+    cluster: str,
+    lot: str,
+    member: str,
+    lead: str | None = None,
+    *,
+    staff: str | None = None,
+) -> Appended:
+    """Assign ``lot`` to ``member`` (a hub id) of the cluster this hub leads."""
+    t, c = _led(folder, tenders(views), lead, cluster)
+    _check_lots(t, [lot])
+    _sought(c, [lot], cluster)
+    member = hub_text("member", member)
+    if member not in c["members"]:
+        raise InvalidInput(
+            "member", f"--member {member} has not joined cluster {cluster!r}; it must join first"
+        )
+    fields = {"lead": c["lead"], "cluster": cluster, "lot": lot, "member": member, "staff": staff}
+    return await log.append("lot.assigned", _body("lot.assigned", LotAssigned, fields, "lot"))
+
+
+async def submit_bid(
+    folder: HubFolder,
+    log: EventLog,
+    views: ProjectionRunner,
+    cluster: str,
+    lots: list[str],
+    amount: float,
+    currency: str = "GBP",
+    lead: str | None = None,
+    *,
+    staff: str | None = None,
+) -> Appended:
+    """Submit the bid of the cluster this hub leads for ``lots`` at ``amount``."""
+    t, c = _led(folder, tenders(views), lead, cluster)
+    if not lots:
+        raise InvalidInput("lot", "give at least one --lot the bid is for")
+    _check_lots(t, lots)
+    _sought(c, lots, cluster)
+    if amount < 0:
+        raise InvalidInput("amount", f"--amount {amount} is negative; give the value as 0 or more")
+    fields = {
+        "lead": c["lead"],
+        "cluster": cluster,
+        "lots": lots,
+        "value": {"amount": amount, "currency": currency.upper()},
+        "staff": staff,
+    }
+    return await log.append("bid.submitted", _body("bid.submitted", BidSubmitted, fields, "amount"))

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 import typer
@@ -23,12 +24,15 @@ from rich.table import Table
 from hubnode.casework.inputs import InvalidInput
 from hubnode.casework.tenders import (
     add_watch,
-    find_cluster,
+    assign_lot,
     fingerprint,
+    form_cluster,
     join_cluster,
     load_watches,
     matches,
+    remove_watch,
     save_watches,
+    submit_bid,
 )
 from hubnode.casework.tenders import (
     tenders as read_tenders,
@@ -48,7 +52,9 @@ from hubnode.errors import ConfigError
 from hubnode.events.ids import parse_hub
 from hubnode.events.kinds import KINDS, Body
 from hubnode.projections.runner import ProjectionRunner
-from hubnode.store.log import Appended
+from hubnode.store.log import Appended, EventLog
+
+T = TypeVar("T")
 
 LOTS_EXTENSION: Final = (
     "https://raw.githubusercontent.com/open-contracting-extensions/ocds_lots_extension/"
@@ -156,13 +162,6 @@ def _find(tenders: list[dict[str, Any]], ocid: str) -> dict[str, Any]:
         if t["ocid"] == ocid:
             return t
     fail(f"no tender {ocid!r} in this hub's view; see `hubnode tender list`", 2)
-
-
-def _cluster(tenders: list[dict[str, Any]], lead: str, cid: str) -> tuple[dict[str, Any], Any]:
-    try:
-        return find_cluster(tenders, lead, cid)
-    except InvalidInput as e:
-        fail(str(e), 2)
 
 
 def _check_lots(tender: dict[str, Any], lots: list[str]) -> None:
@@ -363,6 +362,25 @@ def tender_show(
 # -- clusters, bids, awards ------------------------------------------------------------------
 
 
+async def _acting(
+    folder: HubFolder, action: Callable[[EventLog, ProjectionRunner], Awaitable[T]]
+) -> T:
+    """Run one casework ``action`` over this hub's log and caught-up views; a refusal exits
+    with status 2, naming the option."""
+    runner = caught_up(folder)
+    try:
+        async with await folder.open_log() as log:
+            return await action(log, runner)
+    except InvalidInput as e:
+        fail(str(e), 2)
+    finally:
+        runner.close()
+
+
+def _appended(kind: str, done: Appended) -> None:
+    out.print(f"appended {kind} seq {done.seq} id {done.id.hex()}")
+
+
 @cluster_app.command("form")
 def cluster_form(
     data: DataOpt,
@@ -375,22 +393,12 @@ def cluster_form(
     ] = None,
 ) -> None:
     """Form a bid cluster for a tender, led by this hub."""
-    folder, tenders = _view(data)
-    t = _find(tenders, tender)
-    _check_lots(t, lot or [])
-    mine = {
-        c["cluster"] for x in tenders for c in x["clusters"] if c["lead"] == folder.config.hub_id
-    }
-    if cluster is None:
-        n = len(mine) + 1
-        while f"c{n}" in mine:
-            n += 1
-        cluster = f"c{n}"
-    elif cluster in mine:
-        fail(f"--id {cluster!r}: this hub already leads a cluster with that id", 2)
-    body = _body("cluster.formed", {"cluster": cluster, "tender": tender, "lots": lot or []})
-    _append(folder, "cluster.formed", body)
-    out.print(f"formed cluster {cluster} (lead {folder.config.hub_id})")
+    folder = folder_of(data)
+    formed, done = run_async(
+        _acting(folder, lambda log, v: form_cluster(folder, log, v, tender, lot or [], cluster))
+    )
+    _appended("cluster.formed", done)
+    out.print(f"formed cluster {formed} (lead {folder.config.hub_id})")
 
 
 LeadOpt = Annotated[str, typer.Option(help="The cluster's lead hub (hub:… id).")]
@@ -401,26 +409,8 @@ ClusterOpt = Annotated[str, typer.Option(help="The cluster id.")]
 def cluster_join(data: DataOpt, lead: LeadOpt, cluster: ClusterOpt) -> None:
     """Join a cluster another hub leads."""
     folder = folder_of(data)
-
-    async def join() -> Appended:
-        runner = caught_up(folder)
-        try:
-            async with await folder.open_log() as log:
-                return await join_cluster(folder, log, runner, lead, cluster)
-        except InvalidInput as e:
-            fail(str(e), 2)
-        finally:
-            runner.close()
-
-    done = run_async(join())
-    out.print(f"appended cluster.joined seq {done.seq} id {done.id.hex()}")
-
-
-def _led(folder: HubFolder, tenders: list[dict[str, Any]], lead: str | None, cid: str) -> Any:
-    lead = folder.config.hub_id if lead is None else _hub_text("lead", lead)
-    if lead != folder.config.hub_id:
-        fail(f"cluster {cid!r} is led by {lead}; only its lead may do this", 2)
-    return _cluster(tenders, lead, cid)
+    done = run_async(_acting(folder, lambda log, v: join_cluster(folder, log, v, lead, cluster)))
+    _appended("cluster.joined", done)
 
 
 @cluster_app.command("assign-lot")
@@ -432,16 +422,11 @@ def cluster_assign_lot(
     lead: Annotated[str | None, typer.Option(help="The cluster's lead (default this hub).")] = None,
 ) -> None:
     """Assign a lot to a member of a cluster this hub leads."""
-    folder, tenders = _view(data)
-    t, c = _led(folder, tenders, lead, cluster)
-    _check_lots(t, [lot])
-    if c["lots_sought"] and lot not in c["lots_sought"]:
-        fail(f"--lot {lot!r} is not among the lots cluster {cluster!r} seeks", 2)
-    member = _hub_text("member", member)
-    if member not in c["members"]:
-        fail(f"--member {member} has not joined cluster {cluster!r}; it must join first", 2)
-    fields = {"lead": c["lead"], "cluster": cluster, "lot": lot, "member": member}
-    _append(folder, "lot.assigned", _body("lot.assigned", fields))
+    folder = folder_of(data)
+    done = run_async(
+        _acting(folder, lambda log, v: assign_lot(folder, log, v, cluster, lot, member, lead))
+    )
+    _appended("lot.assigned", done)
 
 
 @bid_app.command("submit")
@@ -454,21 +439,14 @@ def bid_submit(
     lead: Annotated[str | None, typer.Option(help="The cluster's lead (default this hub).")] = None,
 ) -> None:
     """Submit the bid of a cluster this hub leads."""
-    folder, tenders = _view(data)
-    t, c = _led(folder, tenders, lead, cluster)
-    _check_lots(t, lot)
-    unsought = [x for x in lot if c["lots_sought"] and x not in c["lots_sought"]]
-    if unsought:
-        fail(f"--lot {unsought[0]!r} is not among the lots cluster {cluster!r} seeks", 2)
-    if amount < 0:
-        fail(f"--amount {amount} is negative; give the value as 0 or more", 2)
-    fields = {
-        "lead": c["lead"],
-        "cluster": cluster,
-        "lots": lot,
-        "value": _value(amount, currency),
-    }
-    _append(folder, "bid.submitted", _body("bid.submitted", fields))
+    folder = folder_of(data)
+    done = run_async(
+        _acting(
+            folder,
+            lambda log, v: submit_bid(folder, log, v, cluster, lot, amount, currency, lead),
+        )
+    )
+    _appended("bid.submitted", done)
 
 
 @award_app.command("record")
@@ -764,13 +742,12 @@ def watch_remove(
     data: DataOpt, watch_id: Annotated[int, typer.Argument(help="The watch's id.")]
 ) -> None:
     """Remove a watch."""
-    folder = folder_of(data)
-    state = _watches(folder)
-    kept = [w for w in state["watches"] if w["id"] != watch_id]
-    if len(kept) == len(state["watches"]):
-        fail(f"no watch {watch_id}; see `hubnode tender watch list`", 2)
-    state["watches"] = kept
-    save_watches(folder, state)
+    try:
+        remove_watch(folder_of(data), watch_id)
+    except InvalidInput as e:
+        fail(str(e), 2)
+    except ConfigError as e:
+        fail(str(e))
     out.print(f"removed watch {watch_id}")
 
 

@@ -18,8 +18,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from hubnode.config import HubFolder
@@ -45,11 +45,18 @@ MAX_BODY: Final = 256 * 1024
 CaseworkOpener = Callable[[HubFolder], AbstractAsyncContextManager[StaffCasework]]
 
 
+async def _favicon(request: Request) -> Response:
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+
 def routes() -> list[BaseRoute]:
     found: list[BaseRoute] = []
     for module in (auth, today, people, referrals, followups, directory, skills, tenders):
         found += module.routes
     found.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
+    # Browsers ask for /favicon.ico on pages that name no icon (the printable directory,
+    # shared with the CLI, names none); a 404 there would be an error in every console.
+    found.append(Route("/favicon.ico", _favicon))
     return found
 
 

@@ -7,8 +7,8 @@ afterwards and marks referrals entered in error. An **admin** also erases people
 accounts themselves are managed on the hub's server (``hubnode staff``), not in pages.
 
 Beyond the pathway: any worker may offer or ask for a skill on the hub's behalf; moving
-the hub's time credits (proposing or confirming a transfer) and committing the hub to a
-tender (watching tenders, joining a bid cluster) are for coordinators and admins.
+the hub's time credits (proposing, confirming or reversing a transfer) and committing the hub to a
+tender (watching tenders, joining or leading a bid cluster) are for coordinators and admins.
 
 What the pathway allows *this hub* to do (the referral transition table, consent) is
 checked by :mod:`hubnode.casework`; this table only says which of the hub's staff may ask.
@@ -38,6 +38,7 @@ Permission = Literal[
     "move-time",
     "watch-tenders",
     "join-cluster",
+    "lead-cluster",
 ]
 
 _ALL: Final[frozenset[Role]] = frozenset(ROLES)
@@ -56,9 +57,10 @@ PERMISSIONS: Final[Mapping[Permission, frozenset[Role]]] = {
     "change-consent": _LEADS,
     "erase-person": frozenset({"admin"}),
     "offer-skills": _ALL,  # offer, request, withdraw
-    "move-time": _LEADS,  # propose or confirm a time-credit transfer
+    "move-time": _LEADS,  # propose, confirm or reverse a time-credit transfer
     "watch-tenders": _LEADS,
     "join-cluster": _LEADS,
+    "lead-cluster": _LEADS,  # form a cluster, assign its lots, submit its bid
 }
 """Permission → the roles that have it."""
 
@@ -75,9 +77,10 @@ DESCRIPTIONS: Final[Mapping[Permission, str]] = {
     "change-consent": "change a person's consent",
     "erase-person": "erase a person",
     "offer-skills": "offer or ask for a skill",
-    "move-time": "propose or confirm a time-credit transfer",
+    "move-time": "propose, confirm or reverse a time-credit transfer",
     "watch-tenders": "watch tenders",
     "join-cluster": "join a bid cluster",
+    "lead-cluster": "lead a bid cluster",
 }
 """Permission → what it lets someone do, for the page that refuses it."""
 

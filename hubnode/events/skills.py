@@ -9,6 +9,12 @@ within that hub (``(hub, id)`` is the global identity). A withdrawal names the a
 own offer or request, so only the author can withdraw it. A transfer moves ``seconds``
 from ``from_hub`` (debited) to ``to_hub`` (credited); one of them proposes it and the
 other confirms it (``hubnode.projections.skills`` explains how the ledger counts them).
+
+Each body has an optional ``staff`` field, as pathway bodies do: the pseudonym (``st-…``)
+of the staff member who acted in the console. It was added after release, so it must not
+change the bytes of a body encoded without it. Bodies whose other fields are all required
+omit it when unset (``omit_defaults``); the others encode it (as nil from the command
+line), since ``omit_defaults`` there would also drop their other defaults.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import msgspec
 
 from hubnode.events.fields import HubId, unique
 from hubnode.events.kinds import KINDS, Body
+from hubnode.events.pathway import StaffId
 
 ItemId = Annotated[
     str,
@@ -70,6 +77,8 @@ class SkillOffered(Body, frozen=True, kw_only=True):
     description: Text = ""
     area: Area
     hours_per_week: HoursPerWeek | None = None
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
     def __post_init__(self) -> None:
         unique("tags", self.tags)
@@ -85,6 +94,8 @@ class SkillRequested(Body, frozen=True, kw_only=True):
     description: Text = ""
     area: Area
     needed_by: datetime.date | None = None
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
     def __post_init__(self) -> None:
         unique("tags", self.tags)
@@ -96,6 +107,8 @@ class SkillWithdrawn(Body, frozen=True, kw_only=True):
 
     offer_id: ItemId | None = None
     request_id: ItemId | None = None
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
     def __post_init__(self) -> None:
         if (self.offer_id is None) == (self.request_id is None):
@@ -116,25 +129,31 @@ class TransferProposed(Body, frozen=True, kw_only=True):
     memo: Memo = ""
     offer: ItemRef | None = None
     request: ItemRef | None = None
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
     def __post_init__(self) -> None:
         if self.from_hub == self.to_hub:
             raise ValueError("from_hub and to_hub must be two different hubs")
 
 
-class TransferConfirmed(Body, frozen=True, kw_only=True):
+class TransferConfirmed(Body, frozen=True, kw_only=True, omit_defaults=True):
     """This hub, the other party, confirms the transfer ``transfer_id`` of ``proposer``."""
 
     proposer: HubId
     transfer_id: ItemId
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
 
-class TransferReversed(Body, frozen=True, kw_only=True):
+class TransferReversed(Body, frozen=True, kw_only=True, omit_defaults=True):
     """This hub, a party to a confirmed transfer, reverses it and says why."""
 
     proposer: HubId
     transfer_id: ItemId
     reason: Reason
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
 
 KINDS.register("skill.offered", SkillOffered)

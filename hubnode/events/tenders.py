@@ -10,6 +10,10 @@ lots to members and submits the bid; the hub that shared the tender records the 
 Bodies are checked for shape only. Rules between events (only the lead assigns lots, a
 lot must be in the tender, …) are the projection's (``hubnode/projections/tenders.py``):
 a peer's event that breaks one is stored and ignored there with a reason.
+
+Cluster bodies have an optional ``staff`` field: the pseudonym of the staff member who
+acted in the console, as in pathway and skills bodies (``hubnode.events.skills`` says why
+some omit it when unset and some do not).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import msgspec
 
 from hubnode.events.fields import HubId, unique
 from hubnode.events.kinds import KINDS, Body
+from hubnode.events.pathway import StaffId
 
 Ocid = Annotated[
     str,
@@ -156,34 +161,42 @@ class ClusterFormed(Body, frozen=True, kw_only=True):
     tender: Ocid
     lots: LotIds = ()
     """The lots the cluster will bid for; empty means not said (any lot of the tender)."""
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
     def __post_init__(self) -> None:
         unique("lots", self.lots)
 
 
-class ClusterJoined(Body, frozen=True, kw_only=True):
+class ClusterJoined(Body, frozen=True, kw_only=True, omit_defaults=True):
     """This hub joins the cluster ``cluster`` led by ``lead``."""
 
     lead: HubId
     cluster: ClusterId
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
 
-class LotAssigned(Body, frozen=True, kw_only=True):
+class LotAssigned(Body, frozen=True, kw_only=True, omit_defaults=True):
     """The lead assigns a lot of the tender to a member of its cluster."""
 
     lead: HubId
     cluster: ClusterId
     lot: LotId
     member: HubId
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
 
-class BidSubmitted(Body, frozen=True, kw_only=True):
+class BidSubmitted(Body, frozen=True, kw_only=True, omit_defaults=True):
     """The lead submits the cluster's bid for some lots of the tender."""
 
     lead: HubId
     cluster: ClusterId
     lots: Annotated[tuple[LotId, ...], msgspec.Meta(min_length=1, max_length=MAX_LOTS)]
     value: Value
+    staff: StaffId | None = None
+    """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
     def __post_init__(self) -> None:
         unique("lots", self.lots)

@@ -1,6 +1,6 @@
 """Skills and time credits: the network's open offers and requests and their matches;
-offering or asking for a skill; this hub's time balance, proposing a transfer and
-confirming one addressed to this hub.
+offering or asking for a skill, withdrawing one of this hub's; this hub's time balance,
+proposing a transfer, confirming one addressed to this hub and reversing a confirmed one.
 
 Every form acts through :class:`~hubnode.casework.skills.Skills`, the same rules as
 ``hubnode skills …`` and ``hubnode time …``; a refusal is shown next to its field.
@@ -27,7 +27,7 @@ TIME_FIELDS: Final = ("direction", "hub", "hours", "memo")
 
 
 def _skills(ctx: Ctx) -> Skills:
-    return Skills(ctx.console.folder, ctx.cw.log, ctx.cw.views)
+    return Skills(ctx.console.folder, ctx.cw.log, ctx.cw.views, staff=ctx.account.pseudonym)
 
 
 def hours_text(seconds: int) -> str:
@@ -147,6 +147,21 @@ async def skills_add(ctx: Ctx) -> Response:
     return ctx.redirect("/skills", f"{said}: other hubs see it once their nodes sync.")
 
 
+@page("/skills/withdraw", "offer-skills", methods=("POST",))
+async def skills_withdraw(ctx: Ctx) -> Response:
+    """Withdraw one of this hub's own open offers (``item=offer``) or requests."""
+    await ctx.cw.refresh()
+    item, item_id = ctx.value("item"), ctx.value("id")
+    try:
+        if item not in ("offer", "request") or not item_id:
+            raise InvalidInput("item", "Choose one of this hub's offers or requests")
+        await _skills(ctx).withdraw(**{item: item_id})
+    except InvalidInput as e:
+        ctx.errors["withdraw"] = said(e)
+        return _skills_page(ctx, 400)
+    return ctx.redirect("/skills", f"The {item} {item_id} is withdrawn.")
+
+
 # -- time credits -----------------------------------------------------------------------
 
 
@@ -222,4 +237,18 @@ async def confirm(ctx: Ctx) -> Response:
     return ctx.redirect("/time", f"Transfer of {hours_text(done.seconds)} confirmed.")
 
 
-routes = [skills_list, skills_add, time_credits, propose, confirm]
+@page("/time/reverse", "move-time", methods=("POST",))
+async def reverse(ctx: Ctx) -> Response:
+    """Reverse a confirmed transfer this hub is a party to, saying why."""
+    await ctx.cw.refresh()
+    try:
+        done = await _skills(ctx).reverse(ctx.value("transfer"), ctx.value("reason"))
+    except InvalidInput as e:
+        ctx.errors["reverse"] = said(e)
+        return _time_page(ctx, 400)
+    return ctx.redirect(
+        "/time", f"Transfer of {hours_text(done.seconds)} reversed: it no longer counts."
+    )
+
+
+routes = [skills_list, skills_add, skills_withdraw, time_credits, propose, confirm, reverse]

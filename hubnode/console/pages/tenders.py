@@ -1,8 +1,10 @@
 """Tenders: the tenders shared with the network with this hub's watches, one tender with
-its lots, bid clusters and awards; adding a watch and joining a cluster.
+its lots, bid clusters and awards; adding or removing a watch; joining a cluster, and
+forming one, assigning its lots and submitting its bid as its lead.
 
 The forms act through :mod:`hubnode.casework.tenders`, the same rules as ``hubnode tender
-watch add`` and ``hubnode cluster join``; a refusal is shown next to its field.
+watch add|remove``, ``hubnode cluster form|join|assign-lot`` and ``hubnode bid submit``; a
+refusal is shown next to its field.
 """
 
 from __future__ import annotations
@@ -13,7 +15,17 @@ from typing import Any, Final
 from starlette.responses import Response
 
 from hubnode.casework import InvalidInput, NotFound
-from hubnode.casework.tenders import add_watch, join_cluster, load_watches, matches, tenders
+from hubnode.casework.tenders import (
+    add_watch,
+    assign_lot,
+    form_cluster,
+    join_cluster,
+    load_watches,
+    matches,
+    remove_watch,
+    submit_bid,
+    tenders,
+)
 from hubnode.console import reading
 from hubnode.console.web import Ctx, page, plain
 from hubnode.events.directory import CATEGORIES
@@ -113,6 +125,18 @@ async def watch(ctx: Ctx) -> Response:
     return ctx.redirect("/tenders", f"Watch {added['id']} added: matching tenders show on Today.")
 
 
+@page("/tenders/unwatch", "watch-tenders", methods=("POST",))
+async def unwatch(ctx: Ctx) -> Response:
+    await ctx.cw.refresh()
+    text = ctx.value("watch")
+    try:
+        remove_watch(ctx.console.folder, int(text) if text.isdigit() else -1)
+    except InvalidInput:
+        ctx.errors["watches"] = "That watch is not one of this hub's; it may be removed already"
+        return _list_page(ctx, 400)
+    return ctx.redirect("/tenders", f"Watch {text} removed.")
+
+
 # -- one tender --------------------------------------------------------------------------
 
 
@@ -121,8 +145,15 @@ def _tender_page(ctx: Ctx, ocid: str, status: int = 200) -> Response:
     if not found:
         raise NotFound("that tender is not in this hub's view")
     t = found[0]
+    titles = {lot["id"]: lot["title"] for lot in t["lots"]}
+
+    def lot_options(ids: list[str]) -> list[tuple[str, str, None]]:
+        """Lots as the form macros take them: (value, label, no hint)."""
+        return [(i, f"{titles.get(i, i)} (lot {i})", None) for i in ids]
+
     return ctx.render(
         "tender.html",
+        lot_options=lot_options,
         status=status,
         title=t["title"],
         t=t,
@@ -138,7 +169,14 @@ async def join(ctx: Ctx) -> Response:
     await ctx.cw.refresh()
     ocid, lead, cluster = ctx.value("ocid"), ctx.value("lead"), ctx.value("cluster")
     try:
-        await join_cluster(ctx.console.folder, ctx.cw.log, ctx.cw.views, lead, cluster)
+        await join_cluster(
+            ctx.console.folder,
+            ctx.cw.log,
+            ctx.cw.views,
+            lead,
+            cluster,
+            staff=ctx.account.pseudonym,
+        )
     except InvalidInput as e:
         ctx.errors["clusters"] = plain(str(e).replace("--lead is this hub", "This hub leads it"))
         return _tender_page(ctx, ocid, 400)
@@ -148,10 +186,86 @@ async def join(ctx: Ctx) -> Response:
     )
 
 
+def _refusal(ctx: Ctx, e: InvalidInput) -> str:
+    """A refusal in the page's words: without the command-line option it names, and with
+    "this hub" for this hub's id."""
+    text = str(e).replace(ctx.console.folder.config.hub_id, "this hub")
+    return plain(re.sub(r"--([a-z-]+) ", r"\1 ", text))
+
+
+@page("/tenders/form", "lead-cluster", methods=("POST",))
+async def form(ctx: Ctx) -> Response:
+    await ctx.cw.refresh()
+    ocid = ctx.value("ocid")
+    try:
+        formed, _ = await form_cluster(
+            ctx.console.folder,
+            ctx.cw.log,
+            ctx.cw.views,
+            ocid,
+            ctx.values("lots"),
+            ctx.value("cluster") or None,
+            staff=ctx.account.pseudonym,
+        )
+    except InvalidInput as e:
+        if e.field == "tender":
+            raise NotFound("that tender is not in this hub's view") from None
+        ctx.errors["cluster"] = _refusal(ctx, e)
+        return _tender_page(ctx, ocid, 400)
+    return ctx.redirect(
+        f"/tenders/{ocid}", f"This hub formed the bid cluster {formed}: other hubs may join it."
+    )
+
+
+@page("/tenders/assign", "lead-cluster", methods=("POST",))
+async def assign(ctx: Ctx) -> Response:
+    await ctx.cw.refresh()
+    ocid, cluster, lot = ctx.value("ocid"), ctx.value("cluster"), ctx.value("lot")
+    try:
+        await assign_lot(
+            ctx.console.folder,
+            ctx.cw.log,
+            ctx.cw.views,
+            cluster,
+            lot,
+            ctx.value("member"),
+            staff=ctx.account.pseudonym,
+        )
+    except InvalidInput as e:
+        ctx.errors["clusters"] = _refusal(ctx, e)
+        return _tender_page(ctx, ocid, 400)
+    return ctx.redirect(f"/tenders/{ocid}", f"Lot {lot} assigned in cluster {cluster}.")
+
+
+@page("/tenders/bid", "lead-cluster", methods=("POST",))
+async def bid(ctx: Ctx) -> Response:
+    await ctx.cw.refresh()
+    ocid, cluster = ctx.value("ocid"), ctx.value("cluster")
+    amount = _amount(ctx, "amount")
+    if amount is None:  # empty or not a number: said above the clusters, where forms are
+        ctx.errors.pop("amount", None)
+        ctx.errors["clusters"] = "Enter the bid's amount in pounds, such as 50000"
+        return _tender_page(ctx, ocid, 400)
+    try:
+        await submit_bid(
+            ctx.console.folder,
+            ctx.cw.log,
+            ctx.cw.views,
+            cluster,
+            ctx.values("lots"),
+            amount,
+            staff=ctx.account.pseudonym,
+        )
+    except InvalidInput as e:
+        ctx.errors["clusters"] = _refusal(ctx, e)
+        return _tender_page(ctx, ocid, 400)
+    return ctx.redirect(f"/tenders/{ocid}", f"Bid of cluster {cluster} submitted.")
+
+
 @page("/tenders/{ocid:path}", "view")
 async def tender(ctx: Ctx) -> Response:
     await ctx.cw.refresh()
     return _tender_page(ctx, str(ctx.request.path_params["ocid"]))
 
 
-routes = [tender_list, watch, join, tender]
+routes = [tender_list, watch, unwatch, join, form, assign, bid, tender]
