@@ -20,7 +20,10 @@ Then the other nodes are stopped and A→B throughput is measured: ``replicate_p
 events appended at A (``append_many``, 1,000 per call, from this process) divided by the
 time from the first append until B's log holds them all. Beside it, in the same run: the
 rate of the appends alone, and raw nats-py pub/sub throughput replaying the very payloads
-A's node published (the ceiling for the transport), and with one record per message.
+A's node published (the ceiling for the transport), and with one record per message. Each
+run also reports the CPU time of A's node, B's node and the appends, how busy the whole
+machine was (``/proc/stat``) and the CPU time other processes took meanwhile: on a shared
+machine, that says whether a slow run was this work or its neighbours.
 """
 
 from __future__ import annotations
@@ -64,6 +67,13 @@ IDLE_S: Final = 5.0
 TARGET_P99_MS: Final = 50.0
 TARGET_REPLICATE: Final = 10_000.0
 TICKS: Final = os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / TICKS, sum(fields) / TICKS
 
 
 def cpu_s(pid: int | None) -> float:
@@ -203,6 +213,11 @@ class Replication:
     replicate_s: float
     messages: int
     node_cpu: dict[str, float]
+    machine_busy: float
+    """Share of all cores busy during the run, whoever used them."""
+    others_cpu: float
+    """CPU seconds used meanwhile by processes other than A's and B's nodes and this one."""
+    load: float
 
     @property
     def per_s(self) -> float:
@@ -223,18 +238,32 @@ async def replicate(
     bodies = [(KIND, profile_body(0, first + i)) for i in range(events)]
     bus.payloads.clear()
     bus.keep = True
+    load = os.getloadavg()[0]
     cpu0 = {name: cpu_s(pid) for name, pid in pids.items()}
     cpu0["bench"] = cpu_s(os.getpid())
+    busy0, total0 = machine_cpu_s()
     t0 = time.perf_counter()
     for i in range(0, events, 1000):
         await writer.append_many(bodies[i : i + 1000])
     t1 = time.perf_counter()
     cpu1 = cpu_s(os.getpid())
     t2 = await probe.wait(target, 120.0, 0.005)
+    busy1, total1 = machine_cpu_s()
     cpu = {name: cpu_s(pid) - cpu0[name] for name, pid in pids.items()}
+    bench_all = cpu_s(os.getpid()) - cpu0["bench"]
     cpu["bench"] = cpu1 - cpu0["bench"]  # the appends: signing and storing
     bus.keep = False
-    return Replication(events, t1 - t0, t2 - t0, len(bus.payloads), cpu)
+    ours = cpu["A"] + cpu["B"] + bench_all
+    return Replication(
+        events,
+        t1 - t0,
+        t2 - t0,
+        len(bus.payloads),
+        cpu,
+        machine_busy=(busy1 - busy0) / (total1 - total0),
+        others_cpu=max(0.0, busy1 - busy0 - ours),
+        load=load,
+    )
 
 
 async def raw_throughput(url: str, payloads: list[bytes]) -> tuple[float, int]:
@@ -341,7 +370,10 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             progress(
                 f"  {rep.per_s:,.0f} events/s replicated ({rep.messages} messages), appends "
                 f"alone {events / rep.append_s:,.0f}/s, raw NATS same payloads "
-                f"{events / raw_s:,.0f} records/s, 1 record/message {events / single_s:,.0f}/s"
+                f"{events / raw_s:,.0f} records/s, 1 record/message {events / single_s:,.0f}/s; "
+                f"load {rep.load:.2f}, machine {rep.machine_busy:.0%} busy, other processes "
+                f"{rep.others_cpu:.1f} CPU s; CPU s: A's node {rep.node_cpu['A']:.2f}, B's node "
+                f"{rep.node_cpu['B']:.2f}, appends {rep.node_cpu['bench']:.2f}"
             )
     finally:
         if probe is not None:
@@ -409,7 +441,9 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         + ", ".join(f"{r.per_s:,.0f}" for r in reps)
         + f"; CPU of the median run: A's node {rep.node_cpu['A']:.1f} s, B's node "
         f"{rep.node_cpu['B']:.1f} s, this process's appends {rep.node_cpu['bench']:.1f} s, "
-        f"over {rep.replicate_s:.1f} s of wall time on {os.cpu_count()} cores"
+        f"over {rep.replicate_s:.1f} s of wall time on {os.cpu_count()} cores; the machine was "
+        f"{rep.machine_busy:.0%} busy, other processes using {rep.others_cpu:.1f} CPU s "
+        f"(load average {rep.load:.2f} at the start)"
     )
     p99 = pct(total, 99)
     print(
@@ -442,6 +476,9 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "raw_nats_single_record_per_s": round(raw_single),
         "messages": rep.messages,
         "replicate_cpu_s": {k: round(v, 2) for k, v in rep.node_cpu.items()},
+        "replicate_machine_busy": round(rep.machine_busy, 3),
+        "replicate_others_cpu_s": round(rep.others_cpu, 2),
+        "replicate_load": [round(r.load, 2) for r in reps],
         "cores": os.cpu_count(),
     }
 

@@ -28,6 +28,7 @@ from hubnode import (
 from hubnode.events.envelope import event_id, seal
 from hubnode.events.network import HubAdmitted, HubRegistered
 from hubnode.store import log as log_module
+from hubnode.store import verifying
 from hubnode.store.pending import PendingLimits
 from hubnode.testing import ChainWriter
 
@@ -492,13 +493,13 @@ async def test_large_batch_gives_the_same_outcomes_as_small_batches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     threads: set[str] = set()
-    verify_chunk = log_module._verify_chunk
+    check_chunk = verifying.check_chunk
 
     def spy(*args):  # type: ignore[no-untyped-def]
         threads.add(threading.current_thread().name)
-        return verify_chunk(*args)
+        return check_chunk(*args)
 
-    monkeypatch.setattr(log_module, "_verify_chunk", spy)
+    monkeypatch.setattr(verifying, "check_chunk", spy)
     batch: list[bytes] = []
     for _ in range(5):
         writer, records = chain(30)
@@ -510,7 +511,7 @@ async def test_large_batch_gives_the_same_outcomes_as_small_batches(
         records.append(writer.next("no.such_kind", b"\x80"))  # unknown kind at seq 31
         batch += records
     random.Random(11).shuffle(batch)
-    assert len(batch) > log_module._PARALLEL_FROM
+    assert len(batch) > verifying.PARALLEL_FROM
 
     async with await EventLog.open(tmp_path / "one.sqlite3", net=NET, workers=4) as one:
         big = await one.ingest(batch)
@@ -581,6 +582,27 @@ async def test_events_filter_by_position_hub_and_kind(log: EventLog):
     assert [e.pos for e in await log.events(hub=log.hub, kind="hub.profile_updated")] == [5]
     assert (events[0].id, events[0].raw) == (mine.id, mine.raw)
     assert events[-1].body == update(9)
+
+
+async def test_events_of_one_hub_from_any_position_whichever_way_sqlite_reads_them(
+    log: EventLog,
+):
+    # A long chain and a short one, interleaved: from a late position the pos range is
+    # the cheaper read, from an early one the hub's index. Both must give the same events.
+    long_writer, long_chain = chain(60)
+    short_writer, short_chain = chain(6)
+    await log.ingest(long_chain[:30] + short_chain[:3] + long_chain[30:] + short_chain[3:])
+    everything = await log.events(limit=100)
+    every_kind = {e.kind for e in everything}
+    for hub in (long_writer.hub, short_writer.hub):
+        for after in (0, 10, 33, 60, 64, 66):
+            for kind in (None, "hub.profile_updated", ("hub.registered", "hub.profile_updated")):
+                got = await log.events(after_pos=after, hub=hub, kind=kind, limit=100)
+                kinds = {kind} if isinstance(kind, str) else set(kind or every_kind)
+                assert got == [
+                    e for e in everything if e.pos > after and e.hub == hub and e.kind in kinds
+                ]
+        assert len(await log.events(after_pos=10, hub=hub, limit=3)) == 3
 
 
 async def test_heads_and_counts_per_hub(log: EventLog):
@@ -690,3 +712,22 @@ async def test_a_write_waits_for_a_reader_on_its_connection_after_another_proces
         await node_log._rollback()
         done = await node_log.append("hub.profile_updated", update(5))
         assert done.seq == 5
+
+
+async def test_data_version_changes_with_each_commit_by_another_connection(tmp_path: Path):
+    key = SigningKey.generate()
+    path = tmp_path / "log.sqlite3"
+    async with (
+        await EventLog.open(path, net=NET, key=key) as node_log,
+        await EventLog.open(path, net=NET, key=key) as cli_log,
+    ):
+        first = await node_log.data_version()
+        assert await node_log.data_version() == first  # nothing committed
+        await node_log.ingest(chain(1)[1])  # its own commit: not news to it
+        assert await node_log.data_version() == first
+        await cli_log.append("hub.registered", registered())  # another process, say
+        second = await node_log.data_version()
+        assert second != first
+        assert await node_log.data_version() == second
+        await cli_log.append("hub.profile_updated", update(2))
+        assert await node_log.data_version() not in (first, second)

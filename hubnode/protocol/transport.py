@@ -3,8 +3,9 @@
 It subscribes to the network's subjects, feeds what arrives to the log (through the full
 verification path) and to the sync core, performs the core's fetches as NATS requests,
 publishes this hub's new events and its heads, answers range requests, and passes fork
-proofs on. Every queue is bounded: NATS subscriptions have pending limits, fetches are
-capped by the core, and each message is bounded by the server's ``max_payload``.
+proofs on. Every queue is bounded: NATS subscriptions have pending limits, at most
+``LIVE_IN_FLIGHT`` live messages are being ingested at once, fetches are capped by the
+core, and each message is bounded by the server's ``max_payload``.
 """
 
 from __future__ import annotations
@@ -40,10 +41,14 @@ SUB_PENDING_BYTES: Final = 64 * 1024 * 1024
 heads/sync loop recovers whatever was lost."""
 PUBLISH_POLL: Final = 0.01
 """Seconds between checks for own events appended by another process: the most such an
-event waits to be published. A check is one ``PRAGMA data_version`` query (~60 µs CPU)."""
+event waits to be published. A check is one ``PRAGMA data_version`` query (~3 µs CPU)."""
 PUBLISH_RETRY: Final = 0.2
 """Seconds between attempts to publish own events while NATS is unreachable."""
 TICK: Final = 0.25
+LIVE_IN_FLIGHT: Final = 2
+"""Live ``ev`` messages being ingested at once: one stored while the next is verified.
+More would only queue at the verify pool; the rest wait in the subscription's bounded
+pending queue."""
 
 
 def shown_url(url: str) -> str:
@@ -134,7 +139,7 @@ class Gossip:
         self._warned: set[tuple[bytes, str]] = set()
         self._error_logged = False
         self._own_claimed = 0
-        self._ingest_lock = asyncio.Lock()
+        self._live = asyncio.Semaphore(LIVE_IN_FLIGHT)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -351,11 +356,9 @@ class Gossip:
 
     async def ingest(self, records: list[bytes], *, source: bytes | None) -> list[IngestOutcome]:
         """Ingest records from the network and react: heads, trust, forks, gaps, logs."""
-        async with self._ingest_lock:
-            # One batch at a time, so that the log's check for records it already holds
-            # sees the previous batch: a fetch racing the live messages that carry the
-            # same records would otherwise have both verified in full.
-            outcomes = await self.log.ingest(records, trusted=self.trust.contains)
+        # Calls overlap (see ``_on_events``); the log stores them in the order they began,
+        # and verifies a record carried by two of them (a fetch racing live messages) once.
+        outcomes = await self.log.ingest(records, trusted=self.trust.contains)
         self.counters.count(outcomes)
         now = self._clock()
         changed: set[bytes] = set()
@@ -405,9 +408,24 @@ class Gossip:
             log.info("trust set grew to %d hubs through admissions", len(self.trust))
 
     async def _on_events(self, msg: Msg) -> None:
+        """Start ingesting a live message and return, so that the subscription hands over
+        the next one: its records are verified while these are stored."""
         records = m.records_decoder.decode(msg.data)
         if records:
+            await self._live.acquire()  # bounded: at most LIVE_IN_FLIGHT at once
+            # A task's first step runs in the order tasks were created, so live messages
+            # take their turn to store in the order they arrived.
+            self._spawn(self._ingest_live(records))
+
+    async def _ingest_live(self, records: list[bytes]) -> None:
+        try:
             await self.ingest(records, source=None)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("error ingesting a live message")
+        finally:
+            self._live.release()
 
     async def _on_heads(self, msg: Msg) -> None:
         message = m.heads_decoder.decode(msg.data)

@@ -4,7 +4,9 @@
   committed: one writer task takes every waiting event into one transaction, and each
   caller returns once the transaction holding its event is durable.
 - ``ingest`` stores records from elsewhere, in order per hub, idempotently, holding
-  records that arrive ahead of a gap in a bounded buffer and keeping fork proofs.
+  records that arrive ahead of a gap in a bounded buffer and keeping fork proofs. Calls
+  may overlap: each verifies at once (``verifying.py``), and they store one at a time in
+  the order they began.
 
 Several processes may use one data folder: every write is a ``BEGIN IMMEDIATE``
 transaction that reads the chain heads it builds on inside the transaction.
@@ -17,8 +19,6 @@ import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, NamedTuple, Self
@@ -42,19 +42,19 @@ from hubnode.events.verify import (
     Event,
     TrustCheck,
     Verified,
-    check_link,
     decode_event,
     reread,
-    verify_record,
 )
+from hubnode.store.chain import Head as Head  # re-exported: where callers find them
+from hubnode.store.chain import IngestOutcome as IngestOutcome
+from hubnode.store.chain import Status as Status
+from hubnode.store.chain import WriteTx, now_ms
 from hubnode.store.pending import PendingBuffer, PendingLimits
 from hubnode.store.schema import PRAGMAS, SCHEMA_VERSION, TABLES
+from hubnode.store.verifying import Checked, Claim, InFlight, Result, Turn, Turns, VerifyPool
 
 MAX_BATCH: Final = 2048
 """Most events one append transaction takes; more waiting callers go in the next one."""
-
-_PARALLEL_FROM: Final = 64
-"""Verify batches at least this large on a thread pool (cryptography releases the GIL)."""
 
 _PEER_OWN_HEAD: Final = "peer_own_head"
 """meta key: the highest seq of this hub that a peer announced holding."""
@@ -62,10 +62,17 @@ _PEER_OWN_HEAD: Final = "peer_own_head"
 _BUSY_WAIT: Final = 60.0
 """Seconds to wait for another process's lock, as the connection's busy timeout does."""
 
-
-class Head(NamedTuple):
-    seq: int
-    id: bytes
+_TUNING: Final = (
+    # Event ids are random (SHA-256), so each batch of 1,000 inserts touches up to 1,000
+    # pages of the id index. A 32 MiB page cache keeps that index in memory past ~100k
+    # events, and checkpointing every 10,000 WAL pages (40 MiB), not 1,000, copies a page
+    # that many batches dirtied once, not once per batch. Durability is unchanged: each
+    # commit still fsyncs the WAL. Measured on 200k ingested events, per event: insert
+    # 7.4 → 4.3-4.9 µs, commit (with its checkpoints) 8-10 → 6.3-6.5 µs.
+    "PRAGMA cache_size = -32768",
+    "PRAGMA wal_autocheckpoint = 10000",
+)
+"""Per-connection settings for speed; none changes what is stored or when it is durable."""
 
 
 class Appended(NamedTuple):
@@ -75,26 +82,6 @@ class Appended(NamedTuple):
     seq: int
     id: bytes
     raw: bytes
-
-
-class Status(StrEnum):
-    ACCEPTED = "accepted"  # stored (and any records it unblocked, see ``released``)
-    DUPLICATE = "duplicate"  # held already, stored or pending: nothing changed
-    PENDING = "pending"  # valid, waiting for an earlier seq of its hub
-    DROPPED = "dropped"  # valid but ahead of a gap and the pending buffer is full
-    REJECTED = "rejected"  # failed verification; ``reason`` says which check
-    FORK = "fork"  # a second valid event for a (hub, seq): proof kept, hub marked forked
-
-
-class IngestOutcome(msgspec.Struct, frozen=True):
-    status: Status
-    hub: bytes | None = None
-    seq: int | None = None
-    id: bytes | None = None
-    reason: Reason | None = None
-    detail: str = ""
-    released: int = 0
-    """Pending records of the same hub stored because this one filled their gap."""
 
 
 class ForkProof(msgspec.Struct, frozen=True):
@@ -107,22 +94,6 @@ class ForkProof(msgspec.Struct, frozen=True):
     @property
     def ids(self) -> tuple[bytes, bytes]:
         return event_id(self.raw_a), event_id(self.raw_b)
-
-
-def _verify_chunk(
-    raws: Sequence[bytes], net: str, trusted: TrustCheck | None, max_size: int
-) -> list[Verified | InvalidEvent]:
-    out: list[Verified | InvalidEvent] = []
-    for raw in raws:
-        try:
-            out.append(verify_record(raw, net=net, trusted=trusted, max_size=max_size))
-        except InvalidEvent as e:
-            out.append(e)
-    return out
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 async def _execute_waiting_out_busy(db: aiosqlite.Connection, sql: str) -> None:
@@ -142,83 +113,6 @@ async def _execute_waiting_out_busy(db: aiosqlite.Connection, sql: str) -> None:
             if not busy or time.monotonic() > deadline:
                 raise
         await asyncio.sleep(0.005)
-
-
-class _Tx:
-    """State read inside one write transaction, cached for its duration.
-
-    New rows are collected and inserted in one ``executemany`` at :meth:`flush`, so a
-    batch costs a few round trips to SQLite's thread, not one per record.
-    """
-
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self.db = db
-        self.heads: dict[bytes, Head | None] = {}
-        self.forked: dict[bytes, int | None] = {}
-        self.rows: list[tuple[int, bytes, int, bytes, str, int, bytes]] = []
-        self.added: dict[tuple[bytes, int], bytes] = {}
-        self.pos = 0
-
-    async def load(self, hubs: Iterable[bytes]) -> None:
-        """Read the head, fork state and next ``pos`` for ``hubs`` in three queries."""
-        wanted = [h for h in set(hubs) if h not in self.heads]
-        for h in wanted:
-            self.heads[h] = None
-            self.forked[h] = None
-        for i in range(0, len(wanted), 500):
-            part = wanted[i : i + 500]
-            marks = ",".join("?" * len(part))
-            # One index seek per hub (MAX over the (hub, seq) index). A GROUP BY hub over
-            # the IN list would read every stored event of those hubs: O(chain length).
-            async with self.db.execute(
-                f"WITH w(hub) AS (VALUES {','.join(['(?)'] * len(part))}) "
-                "SELECT e.hub, e.seq, e.id FROM w JOIN events e ON e.hub = w.hub "
-                "AND e.seq = (SELECT MAX(seq) FROM events WHERE hub = w.hub)",
-                part,
-            ) as cur:
-                async for hub, seq, id_ in cur:
-                    self.heads[bytes(hub)] = Head(seq, bytes(id_))
-            async with self.db.execute(
-                f"SELECT hub, forked_seq FROM hubs WHERE hub IN ({marks})", part
-            ) as cur:
-                async for hub, forked in cur:
-                    self.forked[bytes(hub)] = forked
-        if not self.pos:
-            async with self.db.execute("SELECT COALESCE(MAX(pos), 0) FROM events") as cur:
-                row = await cur.fetchone()
-            assert row is not None
-            self.pos = int(row[0]) + 1
-
-    async def meta_int(self, key: str) -> int:
-        async with self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
-
-    async def stored_raw(self, hub: bytes, seq: int) -> bytes | None:
-        if (hub, seq) in self.added:
-            return self.added[hub, seq]
-        async with self.db.execute(
-            "SELECT raw FROM events WHERE hub = ? AND seq = ?", (hub, seq)
-        ) as cur:
-            row = await cur.fetchone()
-        return bytes(row[0]) if row else None
-
-    def insert(self, env: Envelope, id_: bytes, raw: bytes) -> int:
-        """Queue a row at the next ``pos`` and move the hub's head; returns the pos."""
-        pos = self.pos
-        self.rows.append((pos, env.hub, env.seq, id_, env.kind, env.ts, raw))
-        self.added[env.hub, env.seq] = raw
-        self.heads[env.hub] = Head(env.seq, id_)
-        self.pos += 1
-        return pos
-
-    async def flush(self) -> None:
-        if self.rows:
-            await self.db.executemany(
-                "INSERT INTO events (pos, hub, seq, id, kind, ts, raw) VALUES (?,?,?,?,?,?,?)",
-                self.rows,
-            )
-            self.rows = []
 
 
 class EventLog:
@@ -243,12 +137,16 @@ class EventLog:
         self.registry = registry
         self.max_record_size = max_record_size
         self.pending = PendingBuffer(pending)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hubnode-verify")
-        self._workers = workers
+        self._verifier = VerifyPool(net, registry, max_record_size, workers)
+        self._turns = Turns()
+        self._inflight = InFlight()
         self._write_lock = asyncio.Lock()
         self._queue: list[tuple[list[tuple[str, bytes]], asyncio.Future[list[Appended]]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._changed = asyncio.Condition()
+        self._probe: sqlite3.Connection | None = None
+        self._probed: tuple[int | None, int] = (None, 0)
+        """The probe's ``data_version`` and the log connection's, when last asked."""
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -278,7 +176,7 @@ class EventLog:
         except sqlite3.Error as e:
             raise StorageError(f"cannot open event log {path}: {e}") from e
         try:
-            for pragma in PRAGMAS:
+            for pragma in (*PRAGMAS, *_TUNING):
                 await _execute_waiting_out_busy(db, pragma)
             await db.executescript(TABLES)
             await cls._check_meta(db, path, net, key)
@@ -328,7 +226,9 @@ class EventLog:
     async def close(self) -> None:
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
-        self._pool.shutdown(wait=True)
+        self._verifier.shutdown()
+        if self._probe is not None:
+            self._probe.close()
         await self._db.close()
 
     async def __aenter__(self) -> Self:
@@ -396,7 +296,7 @@ class EventLog:
         async with self._write_lock:
             await self._begin()
             try:
-                tx = _Tx(self._db)
+                tx = WriteTx(self._db)
                 await tx.load([hub])
                 forked = tx.forked[hub]
                 if forked is not None:
@@ -420,7 +320,7 @@ class EventLog:
                         "(a fork). Run `hubnode run` and let it catch up first.",
                     )
                 results: list[list[Appended]] = []
-                ts = _now_ms()
+                ts = now_ms()
                 for items in requests:
                     out: list[Appended] = []
                     for kind, body in items:
@@ -466,25 +366,10 @@ class EventLog:
     async def verify_many(
         self, raws: Sequence[bytes], trusted: TrustCheck | None = None
     ) -> list[Verified | InvalidEvent]:
-        """Stateless verification of many records, on every core for large batches."""
-        if len(raws) < _PARALLEL_FROM:
-            return _verify_chunk(raws, self.net, trusted, self.max_record_size)
-        loop = asyncio.get_running_loop()
-        step = -(-len(raws) // self._workers)
-        parts = await asyncio.gather(
-            *(
-                loop.run_in_executor(
-                    self._pool,
-                    _verify_chunk,
-                    raws[i : i + step],
-                    self.net,
-                    trusted,
-                    self.max_record_size,
-                )
-                for i in range(0, len(raws), step)
-            )
-        )
-        return [result for part in parts for result in part]
+        """Stateless verification of many records (body decode included), on every core
+        for large batches. A body that does not decode is reported on the record (its
+        ``body_error``), not raised: the chain link is checked first when it is stored."""
+        return list(await self._verifier.check_many(raws, trusted))
 
     async def ingest(
         self, records: Iterable[bytes], *, trusted: TrustCheck | None = None
@@ -493,21 +378,68 @@ class EventLog:
 
         ``trusted`` decides which hubs are accepted (None: any hub). Nothing that fails
         verification is stored; a record ahead of a gap waits in the pending buffer.
+
+        Calls may run concurrently, and should: a call verifies its records as soon as it
+        starts, while earlier calls store theirs. Calls store one at a time in the order
+        they started, each seeing what the earlier ones stored, so the outcomes are those
+        of the same calls made one after another. A record that an earlier call in flight
+        holds too is verified once, by that call.
         """
         raws = list(records)
+        ids = [event_id(raw) for raw in raws]
+        # Both taken before the first await, so that order is the order calls started.
+        turn = self._turns.take()
+        claim = self._inflight.claim(ids, trusted)
+        try:
+            return await self._ingest(raws, ids, trusted, turn, claim)
+        finally:
+            claim.release()  # after the commit: a later call now finds these ids stored
+            turn.done()
+
+    async def _ingest(
+        self,
+        raws: list[bytes],
+        ids: list[bytes],
+        trusted: TrustCheck | None,
+        turn: Turn,
+        claim: Claim,
+    ) -> list[IngestOutcome]:
         outcomes: list[IngestOutcome | None] = [None] * len(raws)
+        results: dict[int, Result] = {}
         # Records already stored byte for byte (live gossip and a fetch often bring the
         # same ones) are duplicates: skip their signature check and per-record lookup.
-        ids = [event_id(raw) for raw in raws]
-        stored = await self._stored_ids(ids)
-        fresh = [i for i, id_ in enumerate(ids) if id_ not in stored]
-        for i, id_ in enumerate(ids):
-            if id_ in stored:
-                hub, seq = stored[id_]
-                outcomes[i] = IngestOutcome(Status.DUPLICATE, hub=hub, seq=seq, id=id_)
-        checked = await self.verify_many([raws[i] for i in fresh], trusted)
-        todo: list[tuple[int, Verified]] = []
+        stored = await self._stored_ids([ids[i] for i in claim.first])
+        fresh: list[int] = []
+        for i in claim.first:
+            if ids[i] in stored:
+                outcomes[i] = IngestOutcome(Status.DUPLICATE, *stored[ids[i]], id=ids[i])
+            else:
+                fresh.append(i)
+        checked = await self._verifier.check_many([raws[i] for i in fresh], trusted)
         for i, result in zip(fresh, checked, strict=True):
+            results[i] = claim.results[ids[i]] = result
+        claim.settled()
+
+        await turn.wait()
+        redo = await self._take_borrowed(ids, claim, outcomes, results)
+        if trusted is not None:
+            # The trust set may have grown since these were checked (an earlier call
+            # stored an admission): judge them by the trust in force now.
+            redo += [
+                i
+                for i, r in results.items()
+                if isinstance(r, InvalidEvent)
+                and r.reason is Reason.UNKNOWN_HUB
+                and r.hub is not None
+                and trusted(r.hub)
+            ]
+        if redo:
+            again = await self._verifier.check_many([raws[i] for i in redo], trusted)
+            results.update(zip(redo, again, strict=True))
+
+        todo: list[tuple[int, Checked]] = []
+        for i in sorted(results):
+            result = results[i]
             if isinstance(result, InvalidEvent):
                 outcomes[i] = IngestOutcome(
                     Status.REJECTED,
@@ -519,23 +451,57 @@ class EventLog:
             else:
                 todo.append((i, result))
         if todo:
-            async with self._write_lock:
-                popped: list[Verified] = []
-                await self._begin()
-                try:
-                    tx = _Tx(self._db)
-                    await tx.load(rec.envelope.hub for _, rec in todo)
-                    for i, rec in todo:
-                        outcomes[i] = await self._ingest_one(tx, rec, popped)
-                    await tx.flush()
-                    await self._commit()
-                except BaseException:
-                    await self._rollback()
-                    self.pending.put_back(popped)
-                    raise
-            if any(o is not None and o.status is Status.ACCEPTED for o in outcomes):
-                await self._notify()
+            await self._store(todo, outcomes)
         return [o for o in outcomes if o is not None]
+
+    async def _take_borrowed(
+        self,
+        ids: list[bytes],
+        claim: Claim,
+        outcomes: list[IngestOutcome | None],
+        results: dict[int, Result],
+    ) -> list[int]:
+        """Outcomes of the records another call (or this one) verified; what is left to verify.
+
+        Called on this call's turn: the calls that verified them have stored what they
+        could, so a record now stored is a duplicate, as it would have been had the calls
+        run one after another.
+        """
+        if not claim.borrowed:
+            return []
+        stored = await self._stored_ids([ids[i] for i, _ in claim.borrowed])
+        redo: list[int] = []
+        for i, lender in claim.borrowed:
+            await lender.verified()  # done already: the lender's turn came before ours
+            result = lender.results.get(ids[i])
+            if ids[i] in stored:
+                outcomes[i] = IngestOutcome(Status.DUPLICATE, *stored[ids[i]], id=ids[i])
+            elif result is None:
+                redo.append(i)  # that call never verified it
+            else:
+                results[i] = result
+        return redo
+
+    async def _store(
+        self, todo: list[tuple[int, Checked]], outcomes: list[IngestOutcome | None]
+    ) -> None:
+        """The store stage: chain checks, gaps, forks and the insert, in one transaction."""
+        async with self._write_lock:
+            popped: list[Verified] = []
+            await self._begin()
+            try:
+                tx = WriteTx(self._db)
+                await tx.load(rec.envelope.hub for _, rec in todo)
+                for i, rec in todo:
+                    outcomes[i] = await tx.place(rec, self.pending, self.registry, popped)
+                await tx.flush()
+                await self._commit()
+            except BaseException:
+                await self._rollback()
+                self.pending.put_back(popped)
+                raise
+        if any(o is not None and o.status is Status.ACCEPTED for o in outcomes):
+            await self._notify()
 
     async def _stored_ids(self, ids: Sequence[bytes]) -> dict[bytes, tuple[bytes, int]]:
         """Of ``ids``, those already stored: id -> (hub, seq). One query per 500 ids."""
@@ -548,90 +514,6 @@ class EventLog:
             )
             found.update({bytes(id_): (bytes(hub), seq) for id_, hub, seq in rows})
         return found
-
-    async def _ingest_one(self, tx: _Tx, rec: Verified, popped: list[Verified]) -> IngestOutcome:
-        env = rec.envelope
-        hub, seq = env.hub, env.seq
-
-        def outcome(
-            status: Status, reason: Reason | None = None, detail: str = "", released: int = 0
-        ) -> IngestOutcome:
-            return IngestOutcome(status, hub, seq, rec.id, reason, detail, released)
-
-        head = tx.heads[hub]
-        head_seq = head.seq if head else 0
-        if seq <= head_seq:
-            stored = await tx.stored_raw(hub, seq)
-            assert stored is not None  # chains are stored gap-free from seq 1
-            if stored == rec.raw:
-                return outcome(Status.DUPLICATE)
-            await self._keep_fork(tx, hub, seq, stored, rec.raw)
-            return outcome(Status.FORK, detail=f"{hub_display(hub)} signed two events at seq {seq}")
-        # Past the head of a forked hub nothing is taken, the fork seq included: neither
-        # twin is "the" event there, and which arrived first must not decide what a hub holds.
-        forked = tx.forked[hub]
-        if forked is not None and seq >= forked:
-            return outcome(
-                Status.REJECTED,
-                Reason.HUB_FORKED,
-                f"{hub_display(hub)} forked at seq {forked}; nothing from there on is accepted",
-            )
-        if seq > head_seq + 1:
-            waiting = self.pending.get(hub, seq)
-            if waiting is not None and waiting.raw != rec.raw:
-                await self._keep_fork(tx, hub, seq, waiting.raw, rec.raw)
-                return outcome(
-                    Status.FORK, detail=f"{hub_display(hub)} signed two events at seq {seq}"
-                )
-            added = self.pending.add(rec)
-            if added == "full":
-                return outcome(Status.DROPPED, detail="pending buffer full; fetch it again later")
-            return outcome(Status.PENDING if added == "added" else Status.DUPLICATE)
-        try:
-            self._store_next(tx, rec, head)
-        except InvalidEvent as e:
-            return outcome(Status.REJECTED, e.reason, e.detail)
-        released = 0
-        while True:
-            current = tx.heads[hub]
-            assert current is not None
-            nxt = self.pending.pop(hub, current.seq + 1)
-            if nxt is None:
-                break
-            popped.append(nxt)
-            try:
-                self._store_next(tx, nxt, current)
-            except InvalidEvent:
-                # Validly signed but does not fit the chain or its body is bad: drop it;
-                # a peer holding the right record will serve it again.
-                break
-            released += 1
-        return outcome(Status.ACCEPTED, released=released)
-
-    def _store_next(self, tx: _Tx, rec: Verified, head: Head | None) -> None:
-        """Check the link to ``head`` and the body, then queue the row."""
-        env = rec.envelope
-        check_link(env, head)
-        self.registry.decode_body(env.kind, env.body)
-        tx.insert(env, rec.id, rec.raw)
-
-    async def _keep_fork(self, tx: _Tx, hub: bytes, seq: int, raw_a: bytes, raw_b: bytes) -> None:
-        # One row per pair whichever twin came first: order the pair by id.
-        if event_id(raw_b) < event_id(raw_a):
-            raw_a, raw_b = raw_b, raw_a
-        await self._db.execute(
-            "INSERT OR IGNORE INTO fork_proofs VALUES (?,?,?,?,?,?,?)",
-            (hub, seq, event_id(raw_a), raw_a, event_id(raw_b), raw_b, _now_ms()),
-        )
-        forked = tx.forked.get(hub)
-        if forked is None or seq < forked:
-            await self._db.execute(
-                "INSERT INTO hubs (hub, forked_seq) VALUES (?, ?) "
-                "ON CONFLICT (hub) DO UPDATE SET forked_seq = excluded.forked_seq",
-                (hub, seq),
-            )
-            tx.forked[hub] = seq
-        self.pending.drop_hub(hub)
 
     # -- transactions ---------------------------------------------------------------------
 
@@ -670,11 +552,12 @@ class EventLog:
             return {bytes(hub): Head(seq, bytes(id_)) async for hub, seq, id_ in cur}
 
     async def head(self, hub: bytes) -> Head | None:
-        async with self._db.execute(
-            "SELECT seq, id FROM events WHERE hub = ? ORDER BY seq DESC LIMIT 1", (hub,)
-        ) as cur:
-            row = await cur.fetchone()
-        return Head(row[0], bytes(row[1])) if row else None
+        rows = list(
+            await self._db.execute_fetchall(  # one round trip to SQLite's thread, not three
+                "SELECT seq, id FROM events WHERE hub = ? ORDER BY seq DESC LIMIT 1", (hub,)
+            )
+        )
+        return Head(rows[0][0], bytes(rows[0][1])) if rows else None
 
     async def last_pos(self) -> int:
         """The ``pos`` of the last stored event, 0 if none.
@@ -723,7 +606,11 @@ class EventLog:
         ``kind`` is one kind or several (events of any of them)."""
         where, args = ["pos > ?"], [after_pos]
         if hub is not None:
-            where.append("hub = ?")
+            # SQLite reads either every event after ``after_pos`` (the pos range) or every
+            # event of ``hub`` (its index, then a sort by pos); left to itself it always
+            # takes the index, so a reader resuming near the end of a long chain paid for
+            # the whole chain at each call. Take the smaller (``+hub``: not the index).
+            where.append("+hub = ?" if await self._fewer_after(after_pos, hub) else "hub = ?")
             args.append(hub)  # type: ignore[arg-type]
         if isinstance(kind, str):
             where.append("kind = ?")
@@ -735,6 +622,16 @@ class EventLog:
         async with self._db.execute(sql, (*args, limit)) as cur:
             rows = await cur.fetchall()
         return [self._decode_stored(bytes(raw), pos) for pos, raw in rows]
+
+    async def _fewer_after(self, after_pos: int, hub: bytes) -> bool:
+        """Whether fewer events follow ``after_pos`` than ``hub`` has (two index seeks)."""
+        rows = await self._db.execute_fetchall(
+            "SELECT (SELECT COALESCE(MAX(pos), 0) FROM events) - ?, "
+            "(SELECT COALESCE(MAX(seq), 0) FROM events WHERE hub = ?)",
+            (after_pos, hub),
+        )
+        after, of_hub = next(iter(rows))
+        return bool(after <= of_hub)
 
     def _decode_stored(self, raw: bytes, pos: int) -> Event:
         return decode_event(reread(raw), self.registry, pos)
@@ -795,9 +692,27 @@ class EventLog:
 
     async def data_version(self) -> int:
         """SQLite's ``PRAGMA data_version``: a different value means another connection
-        (another process) committed to the log since this connection last asked."""
-        rows = await self._db.execute_fetchall("PRAGMA data_version")
-        return int(next(iter(rows))[0])
+        (another process) committed to the log since this connection last asked.
+
+        Cheap enough to poll every few milliseconds. A second connection, asked right on
+        the calling thread (~3 µs: it reads the WAL index in shared memory and never waits
+        for a writer), tells whether anyone committed at all; only then is the log's own
+        connection asked, a round trip to aiosqlite's thread (~22 µs of CPU).
+        """
+        if self._probe is None:
+            # timeout=0: SQLite answers BUSY at once (only while another connection
+            # recovers the WAL after a crash) instead of blocking the event loop.
+            self._probe = sqlite3.connect(self.path, isolation_level=None, timeout=0)
+        try:
+            # fetchall: the statement runs to its end, so no read transaction stays open.
+            probe: int | None = self._probe.execute("PRAGMA data_version").fetchall()[0][0]
+        except sqlite3.OperationalError:
+            probe = None  # busy: ask the log's connection, which waits on its thread
+        if probe is None or probe != self._probed[0]:
+            # Probe first: a commit landing in between shows at the next call's probe.
+            rows = await self._db.execute_fetchall("PRAGMA data_version")
+            self._probed = (probe, int(next(iter(rows))[0]))
+        return self._probed[1]
 
     async def wait_changed(self) -> None:
         """Wait until this process next stores events (appended or ingested).
