@@ -104,7 +104,7 @@ def directory_html(found: list[Listing], *, title: str, stylesheet: str | None =
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title>{style}</head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>\n"
+        f"<body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>\n"
     )
 
 
