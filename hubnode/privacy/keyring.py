@@ -40,7 +40,7 @@ from hubnode.config import HubFolder
 from hubnode.crypto import SealKey
 from hubnode.errors import PrivacyError
 from hubnode.events.ids import hub_display
-from hubnode.events.network import HubProfileUpdated, HubRegistered
+from hubnode.events.network import HubProfileUpdated
 from hubnode.events.pathway import (
     ConsentRecorded,
     ConsentWithdrawn,
@@ -48,6 +48,13 @@ from hubnode.events.pathway import (
     SubjectErasureConfirmed,
 )
 from hubnode.events.verify import Event
+from hubnode.privacy.published import (
+    HubProfile,
+    SealKeyBook,
+    published_seal_key,
+    read_profile,
+    seal_keys,
+)
 from hubnode.privacy.seal import open_box
 from hubnode.store.log import EventLog
 
@@ -79,6 +86,37 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _connect(path: Path, *, same_thread: bool = True) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=same_thread)
+    db.execute("PRAGMA secure_delete = ON")
+    db.execute("PRAGMA journal_mode = DELETE")
+    db.execute("PRAGMA synchronous = FULL")
+    return db
+
+
+def _keep(db: sqlite3.Connection, keys: Iterable[tuple[bytes, str, bytes]]) -> list[str]:
+    """Store data keys in one transaction, except erased subjects': those are returned."""
+    refused = []
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        now = _now_ms()
+        for owner, subject, data_key in keys:
+            if db.execute(
+                "SELECT 1 FROM erased WHERE owner = ? AND subject = ?", (owner, subject)
+            ).fetchone():
+                refused.append(subject)
+                continue
+            db.execute(
+                "INSERT OR REPLACE INTO subject_keys VALUES (?, ?, ?, ?)",
+                (owner, subject, data_key, now),
+            )
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return refused
+
+
 @dataclass
 class KeyCatchUp:
     """What one :func:`catch_up_keys` did."""
@@ -99,8 +137,12 @@ class Keyring:
         self._db = db
         self.me = me
         self.net = net
-        self._own_profile = _Profile()
+        self._own_profile = HubProfile()
         self._append_lock = asyncio.Lock()
+        self._grouped: list[tuple[tuple[bytes, str, bytes], asyncio.Future[None]]] = []
+        self._grouping: asyncio.Task[None] | None = None
+        self._thread_db: sqlite3.Connection | None = None
+        self._loaded: tuple[bytes, SealKey] | None = None
 
     @classmethod
     def open(cls, folder: HubFolder) -> Keyring:
@@ -111,10 +153,7 @@ class Keyring:
             # Create it 0600 before SQLite writes a byte of key material into it.
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         try:
-            db = sqlite3.connect(path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA secure_delete = ON")
-            db.execute("PRAGMA journal_mode = DELETE")
-            db.execute("PRAGMA synchronous = FULL")
+            db = _connect(path)
             db.executescript(_SCHEMA)
         except sqlite3.Error as e:
             raise PrivacyError(f"cannot open the keyring {path}: {e}") from e
@@ -125,6 +164,8 @@ class Keyring:
         return ring
 
     def close(self) -> None:
+        if self._thread_db is not None:
+            self._thread_db.close()
         self._db.close()
 
     def __enter__(self) -> Self:
@@ -165,11 +206,17 @@ class Keyring:
         row = self._db.execute(
             "SELECT private FROM seal_keys ORDER BY created_ms DESC, rowid DESC LIMIT 1"
         ).fetchone()
-        return SealKey.from_bytes(bytes(row[0]))
+        private = bytes(row[0])
+        # Read every time (another process may have rotated it), but derived once: making
+        # a SealKey computes its public key, an X25519 multiplication (~25 µs).
+        if self._loaded is None or self._loaded[0] != private:
+            self._loaded = (private, SealKey.from_bytes(private))
+        return self._loaded[1]
 
     def _rotate(self) -> SealKey:
         """Make a new seal key and destroy every older one (inside a write transaction)."""
         new = SealKey.generate()
+        self._loaded = None  # drop this process's copy of the old private key too
         self._db.execute("DELETE FROM seal_keys")
         self._add_seal_key(new)
         return new
@@ -178,13 +225,60 @@ class Keyring:
 
     def remember(self, owner: bytes, subject: str, data_key: bytes) -> None:
         """Keep the data key of a subject this hub just created (the enquiry's owner)."""
-        with self._write():
-            if self._erased(owner, subject) is not None:
-                raise PrivacyError(f"subject {subject} was erased; it cannot get a new key")
-            self._db.execute(
-                "INSERT OR REPLACE INTO subject_keys VALUES (?, ?, ?, ?)",
-                (owner, subject, data_key, _now_ms()),
-            )
+        if self.remember_many([(owner, subject, data_key)]):
+            raise PrivacyError(f"subject {subject} was erased; it cannot get a new key")
+
+    def remember_many(self, keys: Iterable[tuple[bytes, str, bytes]]) -> list[str]:
+        """:meth:`remember` for many (owner, subject, data key) in one transaction: one
+        fsync'd write, not one per subject. Returns the subjects refused because they were
+        erased (nothing is kept for them); the others are kept."""
+        return _keep(self._db, keys)
+
+    async def remember_grouped(self, owner: bytes, subject: str, data_key: bytes) -> None:
+        """:meth:`remember` for a task among several; returns once the key is durable.
+
+        The tasks remembering meanwhile share one transaction, as the log's group commit
+        shares one between appends, and it is written on a worker thread: the event loop
+        goes on (sealing the next person) while it waits for the disk. Let every call
+        return before closing the keyring.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._grouped.append(((owner, subject, data_key), future))
+        if self._grouping is None or self._grouping.done():
+            # Runs from the loop's next turn: the tasks woken in this one join the group.
+            self._grouping = asyncio.create_task(self._remember_groups())
+        await future
+
+    async def _remember_groups(self) -> None:
+        while self._grouped:
+            group, self._grouped = self._grouped, []
+            try:
+                refused = set(await asyncio.to_thread(self._keep_on_thread, [k for k, _ in group]))
+            except Exception as e:
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(e)
+                continue
+            except BaseException:  # cancelled (the loop is closing): so are its callers
+                for _, future in [*group, *self._grouped]:
+                    future.cancel()
+                raise
+            for (_, subject, _), future in group:
+                if future.done():  # its task was cancelled meanwhile: kept all the same
+                    continue
+                if subject in refused:
+                    future.set_exception(
+                        PrivacyError(f"subject {subject} was erased; it cannot get a new key")
+                    )
+                else:
+                    future.set_result(None)
+
+    def _keep_on_thread(self, keys: list[tuple[bytes, str, bytes]]) -> list[str]:
+        # A connection of its own: sqlite3 connections are not for sharing across threads,
+        # and the loop's connection stays free for reads meanwhile.
+        if self._thread_db is None:
+            self._thread_db = _connect(self.path, same_thread=False)
+        return _keep(self._thread_db, keys)
 
     def has_key(self, owner: bytes, subject: str) -> bool:
         return (
@@ -377,60 +471,12 @@ class Keyring:
         ]
 
 
-async def published_seal_key(log: EventLog, hub: bytes) -> bytes | None:
-    """The latest seal key ``hub`` published in its own events, or None."""
-    return (await _profile(log, hub, _Profile())).latest
-
-
-@dataclass
-class _Profile:
-    """Has a hub registered, its latest published seal key: read up to log pos ``after``."""
-
-    registered: bool = False
-    latest: bytes | None = None
-    after: int = 0
-
-
-async def _profile(log: EventLog, hub: bytes, seen: _Profile) -> _Profile:
-    """``seen`` brought up to date with ``hub``'s events stored since (pos only grows)."""
-    kinds = ("hub.registered", "hub.profile_updated")
-    while page := await log.events(after_pos=seen.after, hub=hub, kind=kinds, limit=PAGE):
-        for ev in page:
-            body = ev.body
-            seen.registered = seen.registered or isinstance(body, HubRegistered)
-            if isinstance(body, (HubRegistered, HubProfileUpdated)) and body.seal_key is not None:
-                seen.latest = bytes(body.seal_key)  # stored in seq order: last wins
-        seen.after = page[-1].pos
-        if len(page) < PAGE:  # a short page is the last: no second query to learn it
-            break
-    return seen
-
-
-async def seal_keys(log: EventLog, hubs: Iterable[bytes]) -> dict[bytes, bytes]:
-    """Each hub's latest published seal key; PrivacyError naming any hub without one."""
-    found: dict[bytes, bytes] = {}
-    missing = []
-    for hub in hubs:
-        key = await published_seal_key(log, hub)
-        if key is None:
-            missing.append(hub_display(hub))
-        else:
-            found[hub] = key
-    if missing:
-        raise PrivacyError(
-            f"no seal key known for {', '.join(missing)}: a hub publishes one when it runs "
-            "this hubnode version (`hubnode run`) after registering (hub.registered), and it "
-            "reaches this hub by gossip"
-        )
-    return found
-
-
 async def publish_seal_key(log: EventLog, keyring: Keyring) -> bool:
     """Publish this hub's current seal key if it has registered and its log does not name
     that key yet (after an upgrade, a rotation, or a registration without one)."""
     # Resumed where the last call stopped: read from the start every time (each round of
     # the node's projection loop), it cost O(this hub's log) and grew without bound.
-    own = await _profile(log, keyring.me, keyring._own_profile)
+    own = await read_profile(log, keyring.me, keyring._own_profile)
     current = keyring.seal_key.public
     if not own.registered or own.latest == current:
         return False
@@ -478,6 +524,7 @@ __all__ = [
     "KEYRING_FILE",
     "KeyCatchUp",
     "Keyring",
+    "SealKeyBook",
     "catch_up_keys",
     "publish_seal_key",
     "published_seal_key",
