@@ -203,17 +203,21 @@ async def test_status_and_peers_list_show_the_peer_connected_and_caught_up(
     data = str(a.path)
     peer = b.config.hub_id
 
+    heads = {a.config.hub_id: 2, peer: 9}
+
     async def caught_up() -> dict[str, Any] | None:
+        # B announces its heads every heads_interval: one sent before B had fetched A's
+        # events names only B's own; wait for the announcement after that.
         status: dict[str, Any] = await hubnode_json("status", "--data", data)
         seen = status["peers"].get(peer)
-        return status if seen and seen["lag"] == 0 else None
+        return status if seen and seen["lag"] == 0 and seen["heads"] == heads else None
 
-    status = await wait_until(caught_up, 10, "`hubnode status` to show b with lag 0")
+    status = await wait_until(caught_up, 10, "`hubnode status` to show b caught up, lag 0")
     assert status["running"] is True
     assert status["nats"] == {"url": cluster.url, "connected": True}
     assert status["own_head"]["seq"] == 2
     assert status["hubs_held"] == 2
-    assert status["peers"][peer]["heads"] == {a.config.hub_id: 2, peer: 9}
+    assert status["peers"][peer]["heads"] == heads
     assert time.time() - status["peers"][peer]["last_seen"] < 5
     assert status["counters"]["accepted"] == 9
 
