@@ -317,3 +317,17 @@ async def test_without_keep_keys_the_running_node_destroys_the_key(hubs: Hubs) -
     assert a.keyring.has_key(a.me, subject)  # until the node's keyring catch-up
     await catch_up_keys(a.log, a.keyring)
     assert not a.keyring.has_key(a.me, subject)
+
+
+async def test_actions_inside_acting_record_the_staff_pseudonym_and_only_there(
+    hubs: Hubs,
+) -> None:
+    a, b, _ = hubs.cw
+    with a.acting("st-abcdefghijklmnop") as cw:
+        subject = await enquiry(cw, b.me)
+    await enquiry(a, b.me, name="Grace Hopper")  # outside: no one recorded
+    logged = await a.log.events(hub=a.me, kind=("enquiry.logged", "consent.recorded"))
+    staffs = [getattr(ev.body, "staff", None) for ev in logged]
+    assert staffs == ["st-abcdefghijklmnop"] * 2 + [None] * 2
+    assert getattr(logged[0].body, "subject", None) == subject
+    assert a.staff is None

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Self
 
 import msgspec
 
@@ -86,6 +87,13 @@ def consent_command(info: SubjectInfo, hub: bytes | None = None) -> str:
     )
 
 
+def with_staff(body: Body, staff: str) -> Body:
+    """``body`` naming ``staff`` as who acted, if its kind has a ``staff`` field."""
+    if "staff" not in body.__struct_fields__:
+        return body
+    return msgspec.structs.replace(body, staff=staff)
+
+
 class Casework(CaseReader):
     """The pathway actions of one hub, over its open log, keyring and views.
 
@@ -93,9 +101,25 @@ class Casework(CaseReader):
     one over a log, keyring and views a long-running process already holds.
     """
 
+    staff: str | None = None
+    """The pseudonym (``st-…``) of the staff member acting, put in the ``staff`` field of
+    every body appended (the staff console sets it with :meth:`acting`)."""
+
+    @contextmanager
+    def acting(self, staff: str) -> Iterator[Self]:
+        """Actions run inside record ``staff`` as who acted. Not for concurrent actions on
+        one instance with different staff (the console runs one action at a time)."""
+        self.staff = staff
+        try:
+            yield self
+        finally:
+            self.staff = None
+
     async def _append(self, items: list[tuple[str, Body]]) -> list[Appended]:
         """Sign and append ``items`` in one transaction, then bring the views up to date:
         once an action returns, what this casework reads includes it."""
+        if self.staff is not None:
+            items = [(kind, with_staff(body, self.staff)) for kind, body in items]
         done = await self.log.append_many(items)
         await self.refresh(keys=False)
         return done
