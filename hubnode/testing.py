@@ -143,13 +143,12 @@ class ProjectionHarness:
         if self._runner is None:
             if not self.log_path.exists():
                 asyncio.run(self._create_log())
-            kwargs = {} if self._batch is None else {"batch": self._batch}
             self._runner = ProjectionRunner(
                 self.log_path,
                 self.views_path,
                 self.projections,
                 registry=self.registry,
-                **kwargs,
+                batch=BATCH if self._batch is None else self._batch,
             )
         return self._runner
 

@@ -77,6 +77,12 @@ def seal(envelope: Envelope, key: SigningKey) -> bytes:
     return _encoder.encode(WireRecord(env, key.sign(signed_bytes(env))))
 
 
+def decode_stored(raw: bytes) -> Envelope:
+    """The envelope of a record this hub checked (with :func:`decode_record`) when it stored
+    it: decoded again without repeating the canonical re-encoding checks."""
+    return _envelope_decoder.decode(_record_decoder.decode(raw).envelope)
+
+
 def decode_record(raw: bytes, max_size: int = MAX_RECORD_SIZE) -> tuple[WireRecord, Envelope]:
     """Size, outer and envelope decoding with canonical checks; no signature check yet.
 

@@ -44,12 +44,13 @@ class FeedbackProjection(Projection):
         "comment TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL, "
         "revisions INTEGER NOT NULL, PRIMARY KEY (submitter, feedback_id)",
         "services": "service_hub BLOB NOT NULL, service_id TEXT NOT NULL, "
-        "count INTEGER NOT NULL, total INTEGER NOT NULL, PRIMARY KEY (service_hub, service_id)",
+        "count INTEGER NOT NULL, total INTEGER NOT NULL, PRIMARY KEY (service_hub, service_id) "
+        "WITHOUT ROWID",
         "forms": "submitter BLOB NOT NULL, form_id TEXT NOT NULL, subject TEXT NOT NULL, "
         "period TEXT NOT NULL, comment TEXT NOT NULL, seq INTEGER NOT NULL, "
         "ts INTEGER NOT NULL, PRIMARY KEY (submitter, form_id)",
         "grades": "submitter BLOB NOT NULL, form_id TEXT NOT NULL, aspect TEXT NOT NULL, "
-        "grade TEXT NOT NULL, PRIMARY KEY (submitter, form_id, aspect)",
+        "grade TEXT NOT NULL, PRIMARY KEY (submitter, form_id, aspect) WITHOUT ROWID",
         "ideas": "submitter BLOB NOT NULL, idea_id TEXT NOT NULL, title TEXT NOT NULL, "
         "description TEXT NOT NULL, tags TEXT NOT NULL, area TEXT NOT NULL, "
         "seq INTEGER NOT NULL, ts INTEGER NOT NULL, PRIMARY KEY (submitter, idea_id)",

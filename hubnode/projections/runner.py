@@ -25,7 +25,7 @@ import sqlite3
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,14 +36,16 @@ import msgspec
 from hubnode.errors import HubnodeError, StorageError
 from hubnode.events.ids import hub_display
 from hubnode.events.kinds import KINDS, KindRegistry
-from hubnode.events.verify import Event, decode_event, reread
+from hubnode.events.verify import Event, decode_event, restore
 from hubnode.projections.base import (
     IGNORED_COLUMNS,
     IGNORED_TABLE,
     Projection,
     ProjectionTx,
+    create,
     physical,
 )
+from hubnode.projections.parallel import SCRATCH_CACHE_KIB, rebuild_in_parallel
 
 BATCH: Final = 10_000
 """Log records per batch (and transaction) when catching up. Large batches make rebuilds
@@ -90,47 +92,67 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_Row = tuple[int, str, bytes, bytes]
+"""A log record as the runner reads it: pos, kind, raw, id."""
+
+
 class _Window:
     """The log records of one ``step``, read once for every projection (projections at the
     same checkpoint, the usual case, share them), and decoded once: an event of a kind
     several projections read is kept for the next one; the others are not held at all.
+    Only records of kinds some projection reads are read.
     """
 
     def __init__(
-        self, log: sqlite3.Connection, registry: KindRegistry, size: int, shared: frozenset[str]
+        self,
+        log: sqlite3.Connection,
+        registry: KindRegistry,
+        size: int,
+        kinds: frozenset[str],
+        shared: frozenset[str],
+        end: int,
     ) -> None:
         self._log = log
         self._registry = registry
         self._size = size
+        self._select = (
+            "SELECT pos, kind, raw, id FROM events "
+            f"WHERE pos > ? AND kind IN ({', '.join('?' * len(kinds))}) ORDER BY pos LIMIT ?"
+        )
+        self._kinds = tuple(sorted(kinds))
         self._shared = shared
-        self._reads: list[tuple[int, list[tuple[int, str, bytes]]]] = []
-        """(checkpoint read after, the records read): every record in between, in order."""
+        self._end = end
+        self._reads: list[tuple[int, int, list[_Row]]] = []
+        """(checkpoint read after, pos read up to, the records of those kinds in between)."""
         self._events: dict[int, Event] = {}
 
-    def after(self, checkpoint: int) -> list[tuple[int, str, bytes]]:
-        """Up to a batch of (pos, kind, raw) after ``checkpoint``, in pos order."""
-        for start, rows in self._reads:
-            if start <= checkpoint < rows[-1][0]:
-                return rows[bisect.bisect_right(rows, checkpoint, key=_pos) :]
-        rows = self._log.execute(
-            "SELECT pos, kind, raw FROM events WHERE pos > ? ORDER BY pos LIMIT ?",
-            (checkpoint, self._size),
-        ).fetchall()
-        if rows:
-            self._reads.append((checkpoint, rows))
-        return rows
+    def after(self, checkpoint: int) -> tuple[list[_Row], int]:
+        """Up to a batch of (pos, kind, raw, id) after ``checkpoint``, in pos order, and the
+        pos up to which they are every record of the runner's kinds (at least the log's
+        end when the step began, once the batch reaches it)."""
+        for start, covered, rows in self._reads:
+            if start <= checkpoint < covered:
+                return rows[bisect.bisect_right(rows, checkpoint, key=_pos) :], covered
+        rows = self._log.execute(self._select, (checkpoint, *self._kinds, self._size)).fetchall()
+        if len(rows) == self._size:
+            covered = rows[-1][0]
+        else:  # the query saw the whole log, at least up to where it ended before
+            covered = max(self._end, rows[-1][0] if rows else 0)
+        self._reads.append((checkpoint, covered, rows))
+        return rows, covered
 
-    def event(self, pos: int, kind: str, raw: bytes) -> Event:
-        """The decoded event at ``pos`` (stored records were verified when ingested)."""
+    def event(self, row: _Row) -> Event:
+        """The decoded event of a row (stored records were verified when ingested)."""
+        pos, kind, raw, stored_id = row
         event = self._events.get(pos)
         if event is None:
-            event = decode_event(reread(bytes(raw)), self._registry, pos)
+            event = decode_event(restore(raw, stored_id), self._registry, pos)
             if kind in self._shared:
                 self._events[pos] = event
         return event
 
 
-def _pos(row: tuple[int, str, bytes]) -> int:
+def _pos(row: _Row) -> int:
     return row[0]
 
 
@@ -145,7 +167,11 @@ class ProjectionRunner:
         *,
         registry: KindRegistry = KINDS,
         batch: int = BATCH,
+        scratch: bool = False,
     ) -> None:
+        """``scratch``: ``views_path`` is a throwaway database of a parallel rebuild's worker
+        (:mod:`hubnode.projections.parallel`), written without a journal on disk or fsync;
+        a crash may leave it corrupt, and it is then never read."""
         names = [p.name for p in projections]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
@@ -169,10 +195,15 @@ class ProjectionRunner:
                 # Every projection's statements stay prepared (the default keeps 128).
                 cached_statements=1024,
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # Views can always be rebuilt from the log; NORMAL keeps commits atomic (the
-            # checkpoint and the data together) without an fsync per batch.
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            if scratch:
+                self._db.execute("PRAGMA journal_mode=MEMORY")  # rollbacks still work
+                self._db.execute("PRAGMA synchronous=OFF")
+                self._db.execute(f"PRAGMA cache_size=-{SCRATCH_CACHE_KIB}")
+            else:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # Views can always be rebuilt from the log; NORMAL keeps commits atomic (the
+                # checkpoint and the data together) without an fsync per batch.
+                self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_STATE)
         except sqlite3.Error as e:
             raise StorageError(f"cannot open views {views_path} or log {log_path}: {e}") from e
@@ -180,7 +211,8 @@ class ProjectionRunner:
         self._txs: dict[tuple[str, int], ProjectionTx] = {}
         readers = Counter(kind for cls in projections for kind in cls.kinds)
         self._shared_kinds = frozenset(kind for kind, n in readers.items() if n > 1)
-        with self._write():
+        self._kinds = frozenset(readers)
+        with self.write():
             for cls in projections:
                 self._ensure_build(cls)
 
@@ -188,10 +220,15 @@ class ProjectionRunner:
         self._db.close()
         self._log.close()
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The views database (for :mod:`hubnode.projections.parallel`)."""
+        return self._db
+
     # -- builds -------------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[None]:
+    def write(self) -> Iterator[None]:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -234,7 +271,7 @@ class ProjectionRunner:
     def _start_build(self, cls: type[Projection], build: int) -> None:
         for table, columns in {**cls.tables, IGNORED_TABLE: IGNORED_COLUMNS}.items():
             self._db.execute(f"DROP TABLE IF EXISTS {physical(cls.name, build, table)}")
-            self._db.execute(f"CREATE TABLE {physical(cls.name, build, table)} ({columns})")
+            self._db.execute(f"CREATE TABLE {physical(cls.name, build, table)} {create(columns)}")
         self._db.execute(
             "INSERT INTO projection_builds (name, build, version, checkpoint, status, updated_ms) "
             "VALUES (?, ?, ?, 0, 'building', ?)",
@@ -253,7 +290,7 @@ class ProjectionRunner:
     def rebuild(self, name: str) -> int:
         """Start a fresh build of ``name``; the serving build serves until it catches up."""
         cls = self._class(name)
-        with self._write():
+        with self.write():
             readers = self.serving_build(name)
             for build, _, _, status in self._builds(name):
                 if status in ("building", "stopped") and build != readers:
@@ -276,33 +313,57 @@ class ProjectionRunner:
 
     # -- applying -----------------------------------------------------------------------
 
-    def _log_end(self) -> int:
+    def log_end(self) -> int:
         row = self._log.execute("SELECT COALESCE(MAX(pos), 0) FROM events").fetchone()
         return int(row[0])
 
-    def step(self) -> int:
-        """Apply one batch to every projection that is behind; returns log records read.
+    def fresh_builds(self) -> list[str]:
+        """Projections whose build of the code's version has applied nothing yet."""
+        return [
+            name
+            for name, cls in self.projections.items()
+            if self._db.execute(
+                "SELECT 1 FROM projection_builds WHERE name = ? AND version = ? "
+                "AND status = 'building' AND checkpoint = 0",
+                (name, cls.version),
+            ).fetchone()
+        ]
+
+    def kind_counts(self) -> dict[str, int]:
+        """Events of each kind in the log."""
+        rows = self._log.execute("SELECT kind, COUNT(*) FROM events GROUP BY kind").fetchall()
+        return {kind: int(n) for kind, n in rows}
+
+    def step(self, *, skip: Collection[str] = ()) -> int:
+        """Apply one batch to every projection that is behind; returns the log records it
+        moved their checkpoints past (summed over projections).
 
         Records of kinds a projection does not read count too: a batch of only other
-        kinds still moves its checkpoint, and ``catch_up`` must not stop there.
+        kinds still moves its checkpoint, and ``catch_up`` must not stop there. Projections
+        named in ``skip`` (being built by a worker process) are left alone.
         """
         applied = 0
-        end = self._log_end()
-        window = _Window(self._log, self.registry, self.batch, self._shared_kinds)
+        end = self.log_end()
+        window = _Window(self._log, self.registry, self.batch, self._kinds, self._shared_kinds, end)
         for name in self.projections:
-            applied += self._step_one(name, end, window)
+            if name not in skip:
+                applied += self._step_one(name, end, window)
         return applied
 
-    def catch_up(self) -> int:
-        """Apply until every projection has caught up with the log (or stopped)."""
-        total = 0
+    def catch_up(self, *, parallel: bool = True) -> int:
+        """Apply until every projection has caught up with the log (or stopped).
+
+        With ``parallel``, fresh builds far behind the log are first built in worker
+        processes, one per core (:mod:`hubnode.projections.parallel`).
+        """
+        total = rebuild_in_parallel(self) if parallel else 0
         while n := self.step():
             total += n
         return total
 
     def _step_one(self, name: str, end: int, window: _Window) -> int:
         cls = self.projections[name]
-        with self._write():
+        with self.write():
             current = next(
                 (b for b in self._builds(name) if b[1] == cls.version and b[3] != "retired"), None
             )
@@ -316,18 +377,18 @@ class ProjectionRunner:
                 if status == "building":
                     self._swap_in(name, build)
                 return 0
-            rows = window.after(checkpoint)
-            if not rows:
+            rows, covered = window.after(checkpoint)
+            if covered <= checkpoint:
                 return 0
             wanted = [row for row in rows if row[1] in cls.kinds]
             failed = self._apply(name, build, wanted, window) if wanted else None
-            last = rows[-1][0] if failed is None else failed
+            last = covered if failed is None else failed
             self._db.execute(
                 "UPDATE projection_builds SET checkpoint = ?, updated_ms = ? "
                 "WHERE name = ? AND build = ?",
                 (last, _now_ms(), name, build),
             )
-            return len(rows) if failed is None else bisect.bisect_right(rows, last, key=_pos)
+            return last - checkpoint  # log positions passed: pos counts records
 
     def _tx(self, name: str, build: int) -> ProjectionTx:
         """The build's ProjectionTx, kept across batches with its formatted statements."""
@@ -338,14 +399,12 @@ class ProjectionRunner:
             tx = self._txs[name, build] = ProjectionTx(self._db, names)
         return tx
 
-    def _apply(
-        self, name: str, build: int, wanted: list[tuple[int, str, bytes]], window: _Window
-    ) -> int | None:
+    def _apply(self, name: str, build: int, wanted: list[_Row], window: _Window) -> int | None:
         """Apply ``wanted`` as one batch; on an error keep what came before it, stop the
         build and return the checkpoint to keep (the pos before the failing event)."""
         projection = self._instances[name]
         tx = self._tx(name, build)
-        events = [window.event(pos, kind, raw) for pos, kind, raw in wanted]
+        events = [window.event(row) for row in wanted]
         self._db.execute("SAVEPOINT batch")
         try:
             projection.apply_batch(events, tx)
@@ -439,7 +498,7 @@ class ProjectionRunner:
         return list(self._db.execute(sql, params))
 
     def status(self) -> list[BuildStatus]:
-        end = self._log_end()
+        end = self.log_end()
         out = []
         for name, build, version, checkpoint, status, error_at, error in self._db.execute(
             "SELECT name, build, version, checkpoint, status, error_at, error "

@@ -74,6 +74,7 @@ class SkillsProjection(Projection):
     name: ClassVar[str] = "skills"
     # 2: one match_keys table (tag x district) of open items replaces tags and districts.
     version: ClassVar[int] = 2
+    cost_per_event: ClassVar[float] = 2.2  # bench/projections.py, 2026-11-26
     kinds: ClassVar[frozenset[str]] = frozenset(
         {
             "skill.offered",
@@ -99,11 +100,11 @@ class SkillsProjection(Projection):
         # never reads the ever-growing history of withdrawn items.
         "match_keys": "item TEXT NOT NULL, tag TEXT NOT NULL, district TEXT NOT NULL, "
         "hub BLOB NOT NULL, item_id TEXT NOT NULL, "
-        "PRIMARY KEY (item, tag, district, hub, item_id)",
+        "PRIMARY KEY (item, tag, district, hub, item_id) WITHOUT ROWID",
         "matches": "offer_hub BLOB NOT NULL, offer_id TEXT NOT NULL, "
         "request_hub BLOB NOT NULL, request_id TEXT NOT NULL, tags TEXT NOT NULL, "
         "districts TEXT NOT NULL, PRIMARY KEY (offer_hub, offer_id, request_hub, request_id), "
-        "UNIQUE (request_hub, request_id, offer_hub, offer_id)",
+        "UNIQUE (request_hub, request_id, offer_hub, offer_id) WITHOUT ROWID",
         "transfers": "proposer BLOB NOT NULL, transfer_id TEXT NOT NULL, seq INTEGER NOT NULL, "
         "from_hub BLOB NOT NULL, to_hub BLOB NOT NULL, seconds INTEGER NOT NULL, "
         "memo TEXT NOT NULL, offer_hub BLOB, offer_id TEXT, request_hub BLOB, request_id TEXT, "
@@ -111,7 +112,7 @@ class SkillsProjection(Projection):
         "reversal_reason TEXT, PRIMARY KEY (proposer, transfer_id)",
         "confirmations": "hub BLOB NOT NULL, seq INTEGER NOT NULL, proposer BLOB NOT NULL, "
         "transfer_id TEXT NOT NULL, PRIMARY KEY (hub, seq), "
-        "UNIQUE (proposer, transfer_id, hub, seq)",
+        "UNIQUE (proposer, transfer_id, hub, seq) WITHOUT ROWID",
         "reversals": "hub BLOB NOT NULL, seq INTEGER NOT NULL, proposer BLOB NOT NULL, "
         "transfer_id TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (hub, seq), "
         "UNIQUE (proposer, transfer_id, hub, seq)",
