@@ -142,17 +142,20 @@ class CpuSample:
 
 
 class CpuMeter:
-    """``with CpuMeter() as m: ...`` then ``m.sample`` (this process, every thread)."""
+    """``with CpuMeter() as m: ...`` then ``m.sample`` (this process, every thread, and the
+    child processes it started and waited for in between)."""
 
     def __enter__(self) -> CpuMeter:
         self._t0 = time.perf_counter()
-        t = os.times()
-        self._c0 = t.user + t.system
+        self._c0 = _cpu(os.times())
         return self
 
     def __exit__(self, *exc: object) -> None:
-        t = os.times()
-        self.sample = CpuSample(time.perf_counter() - self._t0, t.user + t.system - self._c0)
+        self.sample = CpuSample(time.perf_counter() - self._t0, _cpu(os.times()) - self._c0)
+
+
+def _cpu(t: os.times_result) -> float:
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def progress(message: str) -> None:
