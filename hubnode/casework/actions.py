@@ -212,7 +212,9 @@ class Casework(CaseReader):
             },
         )
         recorded = await self._consent_body(subject, key, recipients, chosen)
-        self.keyring.remember(me, subject, key)  # before the events: never a subject without key
+        # Before the events: never a subject without its key. Grouped with other tasks'
+        # (staff at the console) and written on a thread: the node's loop goes on.
+        await self.keyring.remember_grouped(me, subject, key)
         done = await self._append([("enquiry.logged", logged), ("consent.recorded", recorded)])
         return Logged(subject, enquiry, done[0].seq, recipients, chosen)
 
