@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,6 +159,24 @@ def test_a_failed_worker_leaves_its_builds_to_this_process(
     failures = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(failures) == 2
     assert all("failed: exit code 7: out of memory" in f for f in failures)
+
+
+def test_a_copy_that_fails_leaves_its_builds_to_this_process(
+    log_path: Path, tmp_path: Path, shared_out: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "serial").mkdir()
+    with built(log_path, tmp_path / "serial" / "v.sqlite3", [*BUILTIN], parallel=False) as runner:
+        expected = summary(runner)
+    copy_in = parallel.copy_in
+
+    def full_disk(runner: ProjectionRunner, scratch: Path, names: list[str]) -> int:
+        if "directory" in names:
+            raise sqlite3.OperationalError("database or disk is full")
+        return copy_in(runner, scratch, names)
+
+    monkeypatch.setattr(parallel, "copy_in", full_disk)
+    with built(log_path, tmp_path / "views.sqlite3", [*BUILTIN], parallel=True) as runner:
+        assert summary(runner) == expected
 
 
 def test_a_build_advanced_here_meanwhile_is_left_to_this_process(

@@ -250,7 +250,11 @@ def _take(
         log.warning("parallel rebuild of %s failed: %s", ", ".join(group), failure)
         return 0
     copying = time.monotonic()
-    read = copy_in(runner, scratch, group)
+    try:
+        read = copy_in(runner, scratch, group)
+    except sqlite3.Error as e:  # e.g. the disk is full: the builds stay fresh, as above
+        log.warning("copying the parallel rebuild of %s in failed: %s", ", ".join(group), e)
+        return 0
     log.info(
         "rebuilt %s in a worker process in %.1f s, copied in %.1f s",
         ", ".join(group),
@@ -286,8 +290,8 @@ def _copy_build(runner: ProjectionRunner, name: str) -> int:
     ).fetchone()
     source = db.execute(
         "SELECT build, checkpoint, status, error_at, error FROM scratch.projection_builds "
-        "WHERE name = ? AND status != 'retired' ORDER BY build DESC",
-        (name,),
+        "WHERE name = ? AND version = ? AND status != 'retired' ORDER BY build DESC",
+        (name, cls.version),
     ).fetchone()
     if target is None or source is None:
         return 0  # advanced here meanwhile by another process: its work stands
