@@ -9,16 +9,16 @@ from typing import Annotated, Any
 
 import msgspec
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from hubnode.audit import AuditReport, audit_file, audit_folder
 from hubnode.commands import (
+    audit,
     directory,
     feedback,
     followup,
     pathway,
     person,
+    projections,
     referral,
     skills,
     staff,
@@ -37,7 +37,6 @@ from hubnode.commands.common import (
     print_json,
     progress,
     run_async,
-    runner_of,
     when,
 )
 from hubnode.config import EMBEDDED, HubFolder
@@ -54,16 +53,9 @@ app = typer.Typer(
     add_completion=False,
 )
 log_app = typer.Typer(help="Read, append to and export this hub's event log.", no_args_is_help=True)
-audit_app = typer.Typer(help="Verify signed logs as an auditor.", no_args_is_help=True)
 peers_app = typer.Typer(help="The hubs this node trusts and sees.", no_args_is_help=True)
 app.add_typer(log_app, name="log")
-app.add_typer(audit_app, name="audit")
 app.add_typer(peers_app, name="peers")
-projections_app = typer.Typer(
-    help="The views each hub builds from the logs: list, status, rebuild, hash.",
-    no_args_is_help=True,
-)
-app.add_typer(projections_app, name="projections")
 
 
 # -- identity ---------------------------------------------------------------------------
@@ -273,164 +265,6 @@ def log_export(
     err.print(f"wrote {count} records ({size} bytes) to {out_file}", markup=False)
 
 
-# -- audit ------------------------------------------------------------------------------
-
-
-def _report_json(report: AuditReport, allow_forks: bool) -> dict[str, Any]:
-    return {
-        "source": report.source,
-        "ok": report.ok(allow_forks),
-        "records": report.records,
-        "format_error": report.format_error,
-        "failures": report.failure_count,
-        "first_failures": [str(f) for f in report.failures[:10]],
-        "hubs": {
-            hub_display(h.hub): {
-                "events": h.events,
-                "head_seq": h.head_seq,
-                "head_id": h.head_id.hex(),
-                "forks": h.forks,
-                "bad": h.bad,
-            }
-            for h in report.hubs.values()
-        },
-    }
-
-
-def _print_report(report: AuditReport, allow_forks: bool) -> None:
-    ok = report.ok(allow_forks)
-    mark = "[green]verified[/]" if ok else "[bold red]FAILED[/]"
-    source = escape(report.source)
-    out.print(f"{source}: {report.records} records, {len(report.hubs)} hubs — {mark}")
-    table = Table("hub", "events", "head seq", "head id", "forks", "status")
-    for h in report.hubs.values():
-        status = "ok" if h.verified else (f"{h.bad} bad" if h.bad else "forked")
-        table.add_row(
-            hub_display(h.hub),
-            str(h.events),
-            str(h.head_seq),
-            h.head_id.hex()[:16],
-            ", ".join(map(str, h.forks)) or "-",
-            status,
-        )
-    out.print(table)
-    if report.format_error:
-        out.print(f"[bold red]format:[/] {escape(report.format_error)}")
-    if report.failures:
-        out.print(f"[bold red]first bad record:[/] {escape(str(report.failures[0]))}")
-        if report.failure_count > 1:
-            out.print(f"… and {report.failure_count - 1} more bad records")
-    for h in report.hubs.values():
-        for seq in h.forks:
-            out.print(f"[bold red]fork:[/] {hub_display(h.hub)} signed two events at seq {seq}")
-
-
-async def _replay_projections(source: Path) -> dict[str, str]:
-    """Replay ``source`` (a .hublog file or a data folder) into fresh projections in a temp
-    log and views database; each installed projection's hash, as `projections hash` prints."""
-    import tempfile
-    from collections.abc import AsyncIterator
-
-    from hubnode.events.envelope import decode_record
-    from hubnode.hublog import HublogFormatError, read_hublog
-    from hubnode.projections import ProjectionRunner, installed_projections
-    from hubnode.store.log import EventLog
-
-    async def from_file() -> AsyncIterator[bytes]:
-        with open(source, "rb") as f:
-            try:
-                for _, raw in read_hublog(f):
-                    yield raw
-            except HublogFormatError:
-                return  # the audit reports it; replay what came before
-
-    async def from_folder() -> AsyncIterator[bytes]:
-        folder = HubFolder.open(source)
-        async with await EventLog.open(
-            folder.log_path, net=folder.config.network, create=False
-        ) as held:
-            async for raw in held.export_records():
-                yield raw
-
-    if source.is_dir():
-        net = HubFolder.open(source).config.network
-        records = from_folder()
-    else:
-        net = "unknown"  # an empty file: nothing to replay
-        async for raw in from_file():  # the network the records name (the audit checks it)
-            try:
-                net = decode_record(raw)[1].net
-                break
-            except Exception:
-                continue
-        records = from_file()
-    with tempfile.TemporaryDirectory(prefix="hubnode-replay-") as tmp:
-        log_path, views_path = Path(tmp) / "log.sqlite3", Path(tmp) / "views.sqlite3"
-        async with await EventLog.open(log_path, net=net) as log:
-            chunk: list[bytes] = []
-            async for raw in records:
-                chunk.append(raw)
-                if len(chunk) == 5000:
-                    await log.ingest(chunk, trusted=None)
-                    chunk = []
-            await log.ingest(chunk, trusted=None)
-        runner = ProjectionRunner(log_path, views_path, installed_projections())
-        try:
-            runner.catch_up()
-            return {name: runner.hash(name) for name in runner.projections}
-        finally:
-            runner.close()
-
-
-@audit_app.command("verify")
-def audit_verify(
-    sources: Annotated[
-        list[Path], typer.Argument(help=".hublog files or hub data folders.", show_default=False)
-    ],
-    allow_forks: Annotated[
-        bool, typer.Option(help="Exit 0 even when fork proofs are found (they are still shown).")
-    ] = False,
-    projections: Annotated[
-        bool,
-        typer.Option(
-            "--projections",
-            help="Also replay the logs into fresh projections and print each one's hash, "
-            "to compare with `hubnode projections hash` on a live hub.",
-        ),
-    ] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Check every signature, chain link and seq. Exits 0 only if everything verifies."""
-    reports: list[AuditReport] = []
-    hashes: list[dict[str, str]] = []
-    for source in sources:
-        if source.is_dir():
-            with progress(f"auditing {source}", None) as advance:
-                reports.append(run_async(audit_folder(source, advance)))
-        elif source.is_file():
-            with progress(f"auditing {source}", source.stat().st_size) as advance:
-                reports.append(audit_file(source, advance))
-        else:
-            fail(f"{source} is neither a .hublog file nor a hub data folder", 2)
-        if projections:
-            with progress(f"replaying {source} into projections", None):
-                hashes.append(run_async(_replay_projections(source)))
-    if as_json:
-        rows = [_report_json(r, allow_forks) for r in reports]
-        for row, replayed in zip(rows, hashes, strict=False):
-            row["projections"] = replayed
-        print_json(rows)
-    else:
-        for i, report in enumerate(reports):
-            _print_report(report, allow_forks)
-            if projections:
-                out.print("projection hashes of the replayed log:")
-                for name, digest in hashes[i].items():
-                    out.print(f"{name:<20} {digest}")
-    if not all(r.ok(allow_forks) for r in reports):
-        raise typer.Exit(1)
-
-
 # -- the node ---------------------------------------------------------------------------
 
 
@@ -610,91 +444,6 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
             )
 
 
-# -- projections ------------------------------------------------------------------------
-
-
-@projections_app.command("list")
-def projections_list(as_json: JsonOpt = False) -> None:
-    """The installed projections: built-in and plugins (entry points `hubnode.projections`)."""
-    from hubnode.projections import BUILTIN, installed_projections
-
-    rows: list[dict[str, Any]] = [
-        {
-            "name": p.name,
-            "version": p.version,
-            "kinds": sorted(p.kinds),
-            "tables": sorted(p.tables),
-            "source": "built-in" if p in BUILTIN else f"plugin {p.__module__}",
-        }
-        for p in installed_projections()
-    ]
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("name", "version", "kinds", "source")
-    for r in rows:
-        table.add_row(r["name"], str(r["version"]), ", ".join(r["kinds"]), r["source"])
-    out.print(table)
-
-
-@projections_app.command("status")
-def projections_status(data: DataOpt, as_json: JsonOpt = False) -> None:
-    """Each projection's builds: version, checkpoint, events behind, state and any error."""
-    runner = runner_of(folder_of(data))
-    rows = [vars(s) for s in runner.status()]
-    runner.close()
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("projection", "build", "version", "checkpoint", "behind", "status", "error")
-    for r in rows:
-        error = f"{r['error_at']}: {r['error']}" if r["error"] else ""
-        table.add_row(
-            r["name"],
-            str(r["build"]),
-            str(r["version"]),
-            str(r["checkpoint"]),
-            str(r["behind"]),
-            r["status"],
-            error,
-        )
-    out.print(table)
-
-
-@projections_app.command("rebuild")
-def projections_rebuild(
-    data: DataOpt,
-    name: Annotated[str, typer.Argument(help="The projection to rebuild.", show_default=False)],
-) -> None:
-    """Rebuild a projection into fresh tables; the current ones serve until it has caught up."""
-    folder = folder_of(data)
-    runner = runner_of(folder)
-    try:
-        build = runner.rebuild(name)
-    except HubnodeError as e:
-        fail(str(e), 2)
-    runner.close()
-    runner = caught_up(folder)
-    status = next(s for s in runner.status() if s.name == name and s.build == build)
-    runner.close()
-    if status.status == "stopped":
-        fail(f"{name} build {build} stopped at {status.error_at}: {status.error}")
-    out.print(f"{name}: build {build} {status.status}, {status.checkpoint} events read")
-
-
-@projections_app.command("hash")
-def projections_hash(data: DataOpt, as_json: JsonOpt = False) -> None:
-    """A digest of each projection's state: equal on every hub holding the same events."""
-    runner = caught_up(folder_of(data))
-    hashes = {p: runner.hash(p) for p in runner.projections}
-    runner.close()
-    if as_json:
-        print_json(hashes)
-        return
-    for name, digest in hashes.items():
-        out.print(f"{name:<20} {digest}")
-
-
 @app.command()
 def network(data: DataOpt, as_json: JsonOpt = False) -> None:
     """The network as this hub sees it: hubs, roles, areas, who admitted whom, heads, forks."""
@@ -770,8 +519,20 @@ def demo(
     run_async(run_demo(out, hubs=hubs, events=events, keep=keep))
 
 
-# Commands of the shared-work areas: ``hubnode/commands/<area>.py`` each has register(app).
-for _area in (directory, skills, tenders, feedback, pathway, referral, followup, person, staff):
+# Commands in ``hubnode/commands/<area>.py``: each module has register(app).
+for _area in (
+    audit,
+    projections,
+    directory,
+    skills,
+    tenders,
+    feedback,
+    pathway,
+    referral,
+    followup,
+    person,
+    staff,
+):
     _area.register(app)
 
 

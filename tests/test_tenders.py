@@ -20,7 +20,7 @@ from typer.testing import CliRunner, Result
 
 from hubnode import HubFolder, SigningKey
 from hubnode.cli import app
-from hubnode.commands.tenders import ocds_compiled, ocds_release
+from hubnode.commands.ocds import ocds_compiled, ocds_release
 from hubnode.errors import InvalidEvent
 from hubnode.events.ids import hub_display
 from hubnode.events.kinds import KINDS

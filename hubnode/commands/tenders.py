@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 import typer
@@ -23,15 +22,10 @@ from rich.table import Table
 
 from hubnode.casework.inputs import InvalidInput
 from hubnode.casework.tenders import (
-    add_watch,
     assign_lot,
-    fingerprint,
     form_cluster,
     join_cluster,
-    load_watches,
     matches,
-    remove_watch,
-    save_watches,
     submit_bid,
 )
 from hubnode.casework.tenders import (
@@ -47,8 +41,9 @@ from hubnode.commands.common import (
     print_json,
     run_async,
 )
+from hubnode.commands.ocds import ocds_package, ocds_record_package
+from hubnode.commands.tender_watch import watch_app
 from hubnode.config import HubFolder
-from hubnode.errors import ConfigError
 from hubnode.events.ids import parse_hub
 from hubnode.events.kinds import KINDS, Body
 from hubnode.projections.runner import ProjectionRunner
@@ -56,18 +51,10 @@ from hubnode.store.log import Appended, EventLog
 
 T = TypeVar("T")
 
-LOTS_EXTENSION: Final = (
-    "https://raw.githubusercontent.com/open-contracting-extensions/ocds_lots_extension/"
-    "master/extension.json"
-)
-POLL_S: Final = 0.5
 
 tender_app = typer.Typer(
     help="Tenders shared with the network (OCDS-shaped): share, update, list, show, export.",
     no_args_is_help=True,
-)
-watch_app = typer.Typer(
-    help="Local watches: be told of new or changed tenders that match.", no_args_is_help=True
 )
 cluster_app = typer.Typer(help="Bid clusters: hubs bidding for a tender together.")
 bid_app = typer.Typer(help="Bids of clusters.", no_args_is_help=True)
@@ -488,173 +475,6 @@ def award_record(
     _append(folder, "award.recorded", _body("award.recorded", fields))
 
 
-# -- OCDS export ------------------------------------------------------------------------
-
-
-def _datetime(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def ocds_release(t: dict[str, Any]) -> dict[str, Any]:
-    """One OCDS 1.1 release (with the lots extension) for a tender of the view."""
-    buyer = {"id": f"buyer:{t['buyer']}", "name": t["buyer"]}
-    parties: dict[str, dict[str, Any]] = {buyer["id"]: {**buyer, "roles": ["buyer"]}}
-    tender: dict[str, Any] = {
-        "id": t["ocid"],
-        "title": t["title"],
-        "status": t["status"],
-        "value": t["value"],
-        "tenderPeriod": {
-            "startDate": f"{t['period']['start']}T00:00:00Z",
-            "endDate": f"{t['period']['end']}T23:59:59Z",
-        },
-        "procuringEntity": buyer,
-    }
-    if t["description"]:
-        tender["description"] = t["description"]
-    if t["documents"]:
-        tender["documents"] = [
-            {"id": str(i), "title": d["title"], "url": d["url"]}
-            for i, d in enumerate(t["documents"], 1)
-        ]
-    if t["categories"]:
-        tender["items"] = [
-            {
-                "id": f"category-{i}",
-                "description": cat,
-                "classification": {"scheme": "hubnode-category", "id": cat},
-            }
-            for i, cat in enumerate(t["categories"], 1)
-        ]
-    if t["lots"]:
-        tender["lots"] = [
-            {
-                "id": lot["id"],
-                "title": lot["title"],
-                **({"value": lot["value"]} if lot["value"] else {}),
-            }
-            for lot in t["lots"]
-        ]
-    awards = []
-    for a in t["awards"]:
-        if a["supplier"] is not None:
-            supplier = {"id": f"supplier:{a['supplier']}", "name": a["supplier"]}
-        else:
-            supplier = {
-                "id": f"{a['lead']}/{a['cluster']}",
-                "name": f"cluster {a['cluster']} led by {a['lead']}",
-            }
-        parties.setdefault(supplier["id"], {**supplier, "roles": ["supplier"]})
-        award: dict[str, Any] = {
-            "id": f"{t['ocid']}-award-{a['seq']}",
-            "status": "active",
-            "value": a["value"],
-            "suppliers": [supplier],
-        }
-        if a["awarded_on"]:
-            award["date"] = f"{a['awarded_on']}T00:00:00Z"
-        if a["lots"]:
-            award["relatedLots"] = a["lots"]
-        awards.append(award)
-    release: dict[str, Any] = {
-        "ocid": t["ocid"],
-        "id": f"{t['ocid']}-{t['updated_seq']}-{len(t['awards'])}",
-        "date": _datetime(max([t["updated_ts"], *(a["ts"] for a in t["awards"])])),
-        "tag": ["tender", "award"] if awards else ["tender"],
-        "initiationType": "tender",
-        "parties": list(parties.values()),
-        "buyer": buyer,
-        "tender": tender,
-    }
-    if awards:
-        release["awards"] = awards
-    return release
-
-
-def ocds_package(tenders: list[dict[str, Any]], publisher: str, uri: str) -> dict[str, Any]:
-    """An OCDS 1.1 release package: one release per tender."""
-    return {
-        "uri": uri,
-        "version": "1.1",
-        "publishedDate": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "publisher": {"name": publisher},
-        "extensions": [LOTS_EXTENSION],
-        "releases": [ocds_release(t) for t in tenders],
-    }
-
-
-def _merge(old: Any, new: Any) -> Any:
-    """OCDS 1.1 merge of one value over another, for the fields hubnode emits.
-
-    Objects merge field by field (a null removes the field); arrays whose items are all objects
-    with an ``id`` merge item by item on that ``id`` (new ids append); any other value, including
-    other arrays, replaces the earlier one. (hubnode emits none of the ``wholeListMerge`` fields.)
-    """
-    if isinstance(new, dict):
-        merged = dict(old) if isinstance(old, dict) else {}
-        for key, value in new.items():
-            if value is None:
-                merged.pop(key, None)
-            else:
-                merged[key] = _merge(merged.get(key), value)
-        return merged
-    if isinstance(new, list) and new and all(isinstance(x, dict) and "id" in x for x in new):
-        by_id: dict[str, Any] = {}
-        if isinstance(old, list) and all(isinstance(x, dict) and "id" in x for x in old):
-            by_id = {str(x["id"]): x for x in old}
-        for item in new:
-            by_id[str(item["id"])] = _merge(by_id.get(str(item["id"])), item)
-        return list(by_id.values())
-    if isinstance(new, list):
-        return [_merge(None, x) for x in new]
-    return new
-
-
-def _by_date(releases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Releases oldest first (dates are all UTC ``...Z``, so text order is time order)."""
-    return sorted(releases, key=lambda r: (r["date"], r["id"]))
-
-
-def ocds_compiled(releases: list[dict[str, Any]]) -> dict[str, Any]:
-    """The compiled release of one ocid: its releases merged in date order (OCDS 1.1 rules).
-
-    ``id``, ``date`` and ``tag`` are omitted when merging; the compiled release takes the latest
-    date, the id ``<ocid>-<date>`` and the tag ``compiled``.
-    """
-    ordered = _by_date(releases)
-    merged: dict[str, Any] = {}
-    for release in ordered:
-        merged = _merge(
-            merged, {k: v for k, v in release.items() if k not in ("id", "date", "tag")}
-        )
-    ocid, when = ordered[-1]["ocid"], ordered[-1]["date"]
-    return {"ocid": ocid, "id": f"{ocid}-{when}", "date": when, "tag": ["compiled"], **merged}
-
-
-def ocds_record_package(tenders: list[dict[str, Any]], publisher: str, uri: str) -> dict[str, Any]:
-    """An OCDS 1.1 record package: per ocid, its releases (embedded, oldest first) and the
-    compiled release."""
-    by_ocid: dict[str, list[dict[str, Any]]] = {}
-    for release in (ocds_release(t) for t in tenders):
-        by_ocid.setdefault(release["ocid"], []).append(release)
-    records = [
-        {
-            "ocid": ocid,
-            "releases": _by_date(releases),
-            "compiledRelease": ocds_compiled(releases),
-        }
-        for ocid, releases in by_ocid.items()
-    ]
-    return {
-        "uri": uri,
-        "version": "1.1",
-        "publishedDate": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "publisher": {"name": publisher},
-        "extensions": [LOTS_EXTENSION],
-        "records": records,
-    }
-
-
 @tender_app.command("export")
 def tender_export(
     data: DataOpt,
@@ -683,119 +503,3 @@ def tender_export(
     tmp.write_text(json.dumps(package, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, out_file)
     out.print(f"wrote {len(tenders)} {package_type}s to {out_file}")
-
-
-# -- watches ------------------------------------------------------------------------------
-
-
-def _watches(folder: HubFolder) -> dict[str, Any]:
-    try:
-        return load_watches(folder)
-    except ConfigError as e:
-        fail(str(e))
-
-
-@watch_app.command("add")
-def watch_add(
-    data: DataOpt,
-    category: Annotated[str | None, typer.Option(help="Tenders with this category.")] = None,
-    area: Annotated[
-        str | None, typer.Option(help="Tenders in this postcode district (or area, e.g. DL).")
-    ] = None,
-    min_value: Annotated[float | None, typer.Option(help="Value at least this.")] = None,
-    max_value: Annotated[float | None, typer.Option(help="Value at most this.")] = None,
-) -> None:
-    """Add a local watch (kept in the data folder, not shared)."""
-    try:
-        watch = add_watch(
-            folder_of(data),
-            category=category,
-            area=area,
-            min_value=min_value,
-            max_value=max_value,
-        )
-    except InvalidInput as e:
-        fail(str(e), 2)
-    except ConfigError as e:
-        fail(str(e))
-    out.print(f"added watch {watch['id']}")
-
-
-@watch_app.command("list")
-def watch_list(data: DataOpt, as_json: JsonOpt = False) -> None:
-    """The watches of this hub."""
-    watches = _watches(folder_of(data))["watches"]
-    if as_json:
-        print_json(watches)
-        return
-    table = Table("id", "category", "area", "min value", "max value")
-    for w in watches:
-        table.add_row(
-            *(str(w[k]) if w[k] is not None else "-" for k in ("id", "category", "area")),
-            *(str(w[k]) if w[k] is not None else "-" for k in ("min_value", "max_value")),
-        )
-    out.print(table)
-
-
-@watch_app.command("remove")
-def watch_remove(
-    data: DataOpt, watch_id: Annotated[int, typer.Argument(help="The watch's id.")]
-) -> None:
-    """Remove a watch."""
-    try:
-        remove_watch(folder_of(data), watch_id)
-    except InvalidInput as e:
-        fail(str(e), 2)
-    except ConfigError as e:
-        fail(str(e))
-    out.print(f"removed watch {watch_id}")
-
-
-def _show_new(
-    folder: HubFolder, runner: ProjectionRunner, state: dict[str, Any], as_json: bool
-) -> None:
-    """Print each tender that matches a watch and is new or changed since last shown."""
-    changed = False
-    for t in read_tenders(runner):
-        hits = [w["id"] for w in state["watches"] if matches(w, t)]
-        print_ = fingerprint(t)
-        if not hits or state["shown"].get(t["ocid"]) == print_:
-            continue
-        kind = "changed" if t["ocid"] in state["shown"] else "new"
-        state["shown"][t["ocid"]] = print_
-        changed = True
-        if as_json:
-            print_json({"event": kind, "watches": hits, "tender": t})
-        else:
-            value = f"{t['value']['amount']} {t['value']['currency']}"
-            out.print(
-                f"{kind} {t['ocid']}: {t['title']} — {t['buyer']}, {value}, "
-                f"ends {t['period']['end']} (watch {', '.join(map(str, hits))})"
-            )
-    if changed:
-        save_watches(folder, state)
-
-
-@watch_app.command("run")
-def watch_run(
-    data: DataOpt,
-    once: Annotated[bool, typer.Option("--once", help="Print current matches and exit.")] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Stream new or changed tenders matching a watch as they arrive (Ctrl-C stops)."""
-    folder = folder_of(data)
-    state = _watches(folder)
-    if not state["watches"]:
-        fail("no watches; add one with `hubnode tender watch add`", 2)
-    runner = caught_up(folder)
-    try:
-        _show_new(folder, runner, state, as_json)
-        while not once:
-            time.sleep(POLL_S)  # a poll of the view at the edge, never in tests (--once)
-            if runner.step():
-                runner.catch_up()
-                _show_new(folder, runner, _watches(folder) | {"shown": state["shown"]}, as_json)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        runner.close()
