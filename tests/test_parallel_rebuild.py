@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import sqlite3
@@ -20,7 +21,10 @@ from types import ModuleType
 from typing import ClassVar
 
 import pytest
+from typer.testing import CliRunner
 
+from hubnode.cli import app
+from hubnode.config import HubFolder
 from hubnode.events.verify import Event
 from hubnode.projections import BUILTIN, Projection, ProjectionRunner, ProjectionTx, parallel
 from hubnode.store.log import EventLog
@@ -217,6 +221,25 @@ def test_small_logs_and_single_builds_are_not_shared_out(
     monkeypatch.setattr(parallel, "cores", lambda: 1)
     with built(log_path, tmp_path / "c.sqlite3", [*BUILTIN], parallel=True) as runner:
         assert {s.status for s in runner.status()} == {"serving"}
+
+
+def test_a_command_on_a_hub_with_fresh_views_shares_the_rebuild_out(
+    tmp_path: Path, shared_out: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As on a hub restored from exported logs: the first command builds every view."""
+    folder = HubFolder.init(tmp_path / "hub", name="Restored Hub", network=_bench().NET)
+
+    async def restore() -> None:
+        async with await folder.open_log(with_key=False) as log:
+            await log.ingest(mixed_history(), trusted=None)
+
+    asyncio.run(restore())
+    caplog.set_level(logging.INFO, logger="hubnode.projections.parallel")
+    result = CliRunner().invoke(app, ["projections", "hash", "--data", str(folder.path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert len([r for r in caplog.records if "in a worker process" in r.getMessage()]) == 2
+    with built(folder.log_path, tmp_path / "serial.sqlite3", [*BUILTIN], parallel=False) as r:
+        assert json.loads(result.stdout) == {p.name: r.hash(p.name) for p in BUILTIN}
 
 
 def test_share_gives_the_largest_first_to_the_least_loaded() -> None:
