@@ -91,9 +91,7 @@ class DirectoryProjection(Projection):
         body = event.body
         if isinstance(body, ServicePublished):
             row = tx.one(
-                "SELECT d.data, s.published_seq FROM {services} s "
-                "JOIN {details} d ON d.publisher = s.publisher AND d.service = s.service "
-                "WHERE s.publisher = ? AND s.service = ?",
+                "SELECT data FROM {details} WHERE publisher = ? AND service = ?",
                 (event.hub, body.id),
             )
             if row is None:
