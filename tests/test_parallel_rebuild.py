@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,6 +182,35 @@ def test_a_copy_that_fails_leaves_its_builds_to_this_process(
     monkeypatch.setattr(parallel, "copy_in", full_disk)
     with built(log_path, tmp_path / "views.sqlite3", [*BUILTIN], parallel=True) as runner:
         assert summary(runner) == expected
+
+
+@pytest.mark.timeout(30)
+def test_an_error_while_workers_run_kills_them_and_cleans_up(
+    log_path: Path, tmp_path: Path, shared_out: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[subprocess.Popen[bytes]] = []
+    start = parallel._start
+
+    def slow(log: Path, scratch: Path, refs: list[str]) -> subprocess.Popen[bytes]:
+        started.append(start(log, scratch, refs))
+        return started[-1]
+
+    monkeypatch.setattr(parallel, "_WORKER", "import time; time.sleep(120)")
+    monkeypatch.setattr(parallel, "_start", slow)
+    runner = ProjectionRunner(log_path, tmp_path / "views.sqlite3", [*BUILTIN])
+
+    def interrupted(*, skip: object = ()) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "step", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.catch_up()
+    finally:
+        runner.close()
+    assert len(started) == 2
+    assert all(w.returncode is not None for w in started)  # killed, not waited for 120 s
+    assert not list(tmp_path.glob(parallel.SCRATCH_PREFIX + "*"))
 
 
 def test_a_build_advanced_here_meanwhile_is_left_to_this_process(

@@ -213,26 +213,28 @@ def rebuild_in_parallel(runner: ProjectionRunner) -> int:
     read = 0
     workers: dict[subprocess.Popen[bytes], tuple[Path, list[str]]] = {}
     started = time.monotonic()
+    # Not a `with`: on an error or Ctrl-C the workers are killed first, then the threads
+    # waiting for them are joined.
+    waiting = concurrent.futures.ThreadPoolExecutor(len(groups))
     try:
         for i, group in enumerate(groups):
             scratch = scratch_dir / f"{i}.sqlite3"
             worker = _start(runner.log_path, scratch, [fresh[name] for name in group])
             workers[worker] = (scratch, group)
-        with concurrent.futures.ThreadPoolExecutor(len(workers)) as waiting:
-            pending = {waiting.submit(_finish, w, workers[w][0]): w for w in workers}
-            away = set(fresh)
-            while pending:
-                done, _ = concurrent.futures.wait(
-                    pending, timeout=KEEP_UP_S, return_when=concurrent.futures.FIRST_COMPLETED
-                )
-                for finished in done:
-                    scratch, group = workers[pending.pop(finished)]
-                    away -= set(group)
-                    read += _take(runner, finished.result(), scratch, group, started)
-                # Meanwhile the other builds (live ones, and any this process builds
-                # itself) keep up with the log here.
-                while pending and runner.step(skip=away):
-                    pass
+        pending = {waiting.submit(_finish, w, workers[w][0]): w for w in workers}
+        away = set(fresh)
+        while pending:
+            done, _ = concurrent.futures.wait(
+                pending, timeout=KEEP_UP_S, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            for finished in done:
+                scratch, group = workers[pending.pop(finished)]
+                away -= set(group)
+                read += _take(runner, finished.result(), scratch, group, started)
+            # Meanwhile the other builds (live ones, and any this process builds itself)
+            # keep up with the log here.
+            while pending and runner.step(skip=away):
+                pass
     finally:
         for worker in workers:
             if worker.poll() is None:
@@ -240,6 +242,7 @@ def rebuild_in_parallel(runner: ProjectionRunner) -> int:
                 worker.wait()
             if worker.stdin is not None:
                 worker.stdin.close()
+        waiting.shutdown()
         shutil.rmtree(scratch_dir, ignore_errors=True)
     return read
 
