@@ -26,7 +26,6 @@ from hubnode.config import HubFolder
 from hubnode.errors import HubnodeError
 from hubnode.events.ids import HUB_PREFIX, parse_hub
 from hubnode.projections import ProjectionRunner
-from hubnode.projections.parallel import rebuild_in_parallel
 
 T = TypeVar("T")
 
@@ -159,8 +158,5 @@ def caught_up(folder: HubFolder) -> ProjectionRunner:
     runner = runner_of(folder)
     behind = sum(s.behind for s in runner.status() if s.status != "stopped")
     with progress("updating views", behind or None) as advance:
-        # Fresh builds far behind (a restored hub, an upgrade) go to worker processes first.
-        advance(rebuild_in_parallel(runner))
-        while n := runner.step():
-            advance(n)
+        runner.catch_up(progress=advance)
     return runner

@@ -289,19 +289,14 @@ def copy_in(runner: ProjectionRunner, scratch: Path, names: Sequence[str]) -> in
 def _copy_build(runner: ProjectionRunner, name: str) -> int:
     cls = runner.projections[name]
     db = runner.db
-    target = db.execute(
-        "SELECT build FROM projection_builds WHERE name = ? AND version = ? "
-        "AND status = 'building' AND checkpoint = 0",
-        (name, cls.version),
-    ).fetchone()
+    build = runner.fresh_builds().get(name)
     source = db.execute(
         "SELECT build, checkpoint, status, error_at, error FROM scratch.projection_builds "
         "WHERE name = ? AND version = ? AND status != 'retired' ORDER BY build DESC",
         (name, cls.version),
     ).fetchone()
-    if target is None or source is None:
+    if build is None or source is None:
         return 0  # advanced here meanwhile by another process: its work stands
-    (build,) = target
     scratch_build, checkpoint, status, error_at, error = source
     for table in (*cls.tables, IGNORED_TABLE):
         db.execute(

@@ -25,7 +25,7 @@ import sqlite3
 import time
 import traceback
 from collections import Counter
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -317,17 +317,18 @@ class ProjectionRunner:
         row = self._log.execute("SELECT COALESCE(MAX(pos), 0) FROM events").fetchone()
         return int(row[0])
 
-    def fresh_builds(self) -> list[str]:
-        """Projections whose build of the code's version has applied nothing yet."""
-        return [
-            name
-            for name, cls in self.projections.items()
-            if self._db.execute(
-                "SELECT 1 FROM projection_builds WHERE name = ? AND version = ? "
-                "AND status = 'building' AND checkpoint = 0",
-                (name, cls.version),
-            ).fetchone()
-        ]
+    def fresh_builds(self) -> dict[str, int]:
+        """Projection → its build of the code's version, where that build has applied
+        nothing yet (one query: the node asks on every catch-up of a large log)."""
+        rows = self._db.execute(
+            "SELECT name, build, version FROM projection_builds "
+            "WHERE status = 'building' AND checkpoint = 0"
+        ).fetchall()
+        return {
+            name: build
+            for name, build, version in rows
+            if name in self.projections and self.projections[name].version == version
+        }
 
     def kind_counts(self) -> dict[str, int]:
         """Events of each kind in the log."""
@@ -350,15 +351,22 @@ class ProjectionRunner:
                 applied += self._step_one(name, end, window)
         return applied
 
-    def catch_up(self, *, parallel: bool = True) -> int:
+    def catch_up(
+        self, *, parallel: bool = True, progress: Callable[[int], object] | None = None
+    ) -> int:
         """Apply until every projection has caught up with the log (or stopped).
 
         With ``parallel``, fresh builds far behind the log are first built in worker
-        processes, one per core (:mod:`hubnode.projections.parallel`).
+        processes, one per core (:mod:`hubnode.projections.parallel`). ``progress`` is
+        called with the records each part moved past (as ``step`` counts them).
         """
         total = rebuild_in_parallel(self) if parallel else 0
+        if progress is not None and total:
+            progress(total)
         while n := self.step():
             total += n
+            if progress is not None:
+                progress(n)
         return total
 
     def _step_one(self, name: str, end: int, window: _Window) -> int:
