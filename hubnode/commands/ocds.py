@@ -3,6 +3,7 @@ packages, and compiled releases (``hubnode tender export``)."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -94,13 +95,17 @@ def ocds_release(t: dict[str, Any]) -> dict[str, Any]:
 
 def ocds_package(tenders: list[dict[str, Any]], publisher: str, uri: str) -> dict[str, Any]:
     """An OCDS 1.1 release package: one release per tender."""
+    return {**_package(publisher, uri), "releases": [ocds_release(t) for t in tenders]}
+
+
+def _package(publisher: str, uri: str) -> dict[str, Any]:
+    """The fields every OCDS 1.1 package of this hub starts with."""
     return {
         "uri": uri,
         "version": "1.1",
-        "publishedDate": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "publishedDate": _datetime(time.time_ns() // 1_000_000),
         "publisher": {"name": publisher},
         "extensions": [LOTS_EXTENSION],
-        "releases": [ocds_release(t) for t in tenders],
     }
 
 
@@ -166,11 +171,4 @@ def ocds_record_package(tenders: list[dict[str, Any]], publisher: str, uri: str)
         }
         for ocid, releases in by_ocid.items()
     ]
-    return {
-        "uri": uri,
-        "version": "1.1",
-        "publishedDate": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "publisher": {"name": publisher},
-        "extensions": [LOTS_EXTENSION],
-        "records": records,
-    }
+    return {**_package(publisher, uri), "records": records}
