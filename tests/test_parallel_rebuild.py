@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.util
 import json
 import logging
@@ -35,6 +36,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 HUBS, PER_HUB = 4, 400
 
 
+@functools.cache  # executed once, not once per caller
 def _bench() -> ModuleType:
     sys.path.insert(0, str(BENCH))  # the bench imports its _common module
     try:
