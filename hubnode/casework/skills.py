@@ -178,14 +178,7 @@ class Skills:
                 "hours_per_week": hours,
             },
         )
-        if self.views.query(
-            "skills", "SELECT 1 FROM {offers} WHERE hub = ? AND offer_id = ?", (self.me, offer_id)
-        ):
-            raise InvalidInput(
-                "id",
-                f"--id {offer_id!r}: this hub already has an offer with that id; choose another",
-            )
-        return offer_id, await self._append("skill.offered", body)
+        return await self._post("an offer", "offers", "offer_id", offer_id, body)
 
     async def request(
         self,
@@ -214,16 +207,22 @@ class Skills:
                 "needed_by": needed_by,
             },
         )
+        return await self._post("a request", "requests", "request_id", request_id, body)
+
+    async def _post(
+        self, what: str, table: str, column: str, item_id: str, body: SkillOffered | SkillRequested
+    ) -> tuple[str, int]:
+        """Append a new offer or request, unless this hub already used its id: (id, seq)."""
         if self.views.query(
             "skills",
-            "SELECT 1 FROM {requests} WHERE hub = ? AND request_id = ?",
-            (self.me, request_id),
+            f"SELECT 1 FROM {{{table}}} WHERE hub = ? AND {column} = ?",
+            (self.me, item_id),
         ):
             raise InvalidInput(
-                "id",
-                f"--id {request_id!r}: this hub already has a request with that id; choose another",
+                "id", f"--id {item_id!r}: this hub already has {what} with that id; choose another"
             )
-        return request_id, await self._append("skill.requested", body)
+        kind = "skill.offered" if isinstance(body, SkillOffered) else "skill.requested"
+        return item_id, await self._append(kind, body)
 
     async def withdraw(self, *, offer: str | None = None, request: str | None = None) -> int:
         """Withdraw one of this hub's own offers or requests: its seq."""
