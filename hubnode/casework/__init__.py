@@ -30,6 +30,7 @@ from hubnode.casework.inputs import (
     NoCapacity,
     NotFound,
     NotPermitted,
+    SeveralOwners,
     check_clear_text,
 )
 from hubnode.casework.reading import CaseReader
@@ -70,6 +71,7 @@ __all__ = [
     "RefKey",
     "ReferralDetail",
     "Referred",
+    "SeveralOwners",
     "check_clear_text",
     "consent_command",
     "new_id",

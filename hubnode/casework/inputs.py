@@ -15,6 +15,7 @@ import msgspec
 
 from hubnode.errors import HubnodeError
 from hubnode.events.directory import District
+from hubnode.events.ids import hub_display
 from hubnode.events.kinds import Body
 from hubnode.events.pathway import PURPOSES
 
@@ -30,6 +31,25 @@ class InvalidInput(HubnodeError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class SeveralOwners(InvalidInput):
+    """Several hubs logged an enquiry under one pseudonym, and this hub is none of them.
+
+    Pseudonyms are random, so this is a mistake or a hub reusing another's on purpose;
+    either way the caller must say whose person it means. ``owners`` holds (hub, name)
+    pairs, by name; the message names them and ``--owner``.
+    """
+
+    def __init__(self, subject: str, owners: Sequence[tuple[bytes, str]]) -> None:
+        shown = "; ".join(f"{name} ({hub_display(hub)})" for hub, name in owners)
+        super().__init__(
+            "owner",
+            f"{subject} was used by several hubs: {shown}; "
+            "choose the hub that logged the person's enquiry with --owner HUB",
+        )
+        self.subject = subject
+        self.owners = [hub for hub, _ in owners]
 
 
 class NotFound(HubnodeError):

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Self
 
-from hubnode.casework.inputs import InvalidInput, NotFound, NotPermitted, when
+from hubnode.casework.inputs import NotFound, NotPermitted, SeveralOwners, when
 from hubnode.casework.results import CaseDetail, PersonRecord, ReferralDetail, RefKey
 from hubnode.config import HubFolder
 from hubnode.errors import PrivacyError
@@ -15,6 +15,7 @@ from hubnode.events.ids import hub_display
 from hubnode.events.pathway import Sealed
 from hubnode.privacy.keyring import Keyring, catch_up_keys
 from hubnode.privacy.seal import open_note, open_person, sealed_aad
+from hubnode.projections.network import hub_names
 from hubnode.projections.pathway_read import (
     Referral,
     SubjectInfo,
@@ -122,19 +123,30 @@ class CaseReader:
         return info
 
     def subject(self, subject: str, owner: bytes | None = None) -> SubjectInfo:
-        """The subject with pseudonym ``subject`` (logged by ``owner``, if given)."""
+        """The subject with pseudonym ``subject``: logged by ``owner`` if given, else this
+        hub's own, else the one hub that logged it (:class:`SeveralOwners` if several did).
+
+        This hub's own subject comes first, so another hub reusing a pseudonym (by mistake
+        or on purpose) can never block the casework of the hub that gave it.
+        """
         owners = subject_owners(self.views, subject)
         if owner is not None:
             owners = [o for o in owners if o == owner]
+        elif self.me in owners:
+            owners = [self.me]
         if not owners:
             raise NotFound(
                 f"no person {subject} is known here: check the pseudonym, or wait until the "
                 "hub that logged the enquiry has synced with this one"
             )
         if len(owners) > 1:
-            shown = ", ".join(hub_display(o) for o in owners)
-            raise InvalidInput(
-                "owner", f"{subject} was used by several hubs ({shown}); choose one with --owner"
+            names = hub_names(self.views)
+            raise SeveralOwners(
+                subject,
+                sorted(
+                    ((o, names.get(o) or hub_display(o)) for o in owners),
+                    key=lambda pair: (pair[1].casefold(), pair[0]),
+                ),
             )
         info = subject_info(self.views, owners[0], subject)
         assert info is not None, "subject_owners found it"

@@ -39,7 +39,8 @@ OwnerOpt = Annotated[
     str | None,
     typer.Option(
         "--owner",
-        help="The hub that logged the enquiry (hub:… id), if two hubs used the same pseudonym.",
+        help="The hub that logged the enquiry (hub:… id): needed only where several other "
+        "hubs used the same pseudonym (a hub that used it gets its own person).",
     ),
 ]
 

@@ -34,6 +34,7 @@ from hubnode.console.permissions import DESCRIPTIONS, Permission, allowed
 from hubnode.console.security import LoginLimiter, same_token
 from hubnode.console.staff import Account, Session, StaffStore
 from hubnode.errors import HubnodeError
+from hubnode.events.ids import hub_display
 
 log = logging.getLogger("hubnode.console")
 
@@ -96,6 +97,7 @@ class Console:
             lstrip_blocks=True,
         )
         self.templates.filters["when"] = when
+        self.templates.globals["person_url"] = person_url
 
     @property
     def idle_ms(self) -> int:
@@ -267,6 +269,13 @@ def plain(message: str) -> str:
     ```hubnode …```), which mean nothing in a page; first letter capitalised."""
     text = _CLI_HINT.sub("", message).strip()
     return text[:1].upper() + text[1:] if text else message
+
+
+def person_url(subject: str, owner: bytes | None = None) -> str:
+    """A person's page; with ``owner``, the hub that logged their enquiry. Links carry the
+    owner wherever it is known, since another hub may reuse a pseudonym."""
+    url = f"/people/{quote(subject, safe='')}"
+    return url if owner is None else f"{url}?owner={quote(hub_display(owner), safe='')}"
 
 
 def when(ms: int | None) -> str:

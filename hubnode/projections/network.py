@@ -8,11 +8,14 @@ the same events computes the same tables, whatever order hubs' events arrived in
 from __future__ import annotations
 
 import json
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from hubnode.events.network import HubAdmitted, HubProfileUpdated, HubRegistered
 from hubnode.events.verify import Event
 from hubnode.projections.base import Projection, ProjectionTx
+
+if TYPE_CHECKING:
+    from hubnode.projections.runner import ProjectionRunner
 
 
 class NetworkProjection(Projection):
@@ -71,3 +74,8 @@ class NetworkProjection(Projection):
                 "INSERT OR REPLACE INTO {admissions} VALUES (?, ?, ?, ?)",
                 (event.hub, body.hub, event.seq, body.note),
             )
+
+
+def hub_names(runner: ProjectionRunner) -> dict[bytes, str]:
+    """Every registered hub's name by id, from the network view."""
+    return dict(runner.query(NetworkProjection.name, "SELECT hub, name FROM {hubs}"))

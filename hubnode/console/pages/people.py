@@ -13,7 +13,7 @@ from typing import Final
 
 from starlette.responses import Response
 
-from hubnode.casework import InvalidInput, NotFound
+from hubnode.casework import InvalidInput, NotFound, SeveralOwners
 from hubnode.console import reading
 from hubnode.console.pages.labels import (
     CHANNEL_LABELS,
@@ -157,11 +157,31 @@ def _subject(ctx: Ctx) -> str:
     return subject
 
 
+def _owner(ctx: Ctx) -> bytes | None:
+    """The hub that logged the person's enquiry, when the link names it (``?owner=``)."""
+    text = ctx.request.query_params.get("owner", "").strip()
+    if not text:
+        return None
+    try:
+        return parse_hub(text)
+    except ValueError:
+        raise NotFound(f"{text[:60]} is not a hub id") from None
+
+
 def _person(ctx: Ctx, subject: str, status: int = 200) -> Response:
     cw = ctx.cw
-    record = cw.person(subject)
-    info = record.info
     known = reading.hubs(cw.views)
+    try:
+        record = cw.person(subject, _owner(ctx))
+    except SeveralOwners as e:  # another hub reused the pseudonym: say whose person
+        return ctx.render(
+            "owners.html",
+            title=f"Person {subject}",
+            subject=subject,
+            owners=[(owner, reading.name_of(known, owner)) for owner in e.owners],
+            hub_display=hub_display,
+        )
+    info = record.info
     mine = info.owner == ctx.me
     posted = ctx.form is not None and "purpose" in ctx.form  # the consent form came back
     return ctx.render(
