@@ -28,7 +28,7 @@ from hubnode.console.staff import StaffStore, hash_password, staff_key
 from hubnode.console.web import Settings
 from hubnode.errors import ConfigError
 from tests.conftest import NET
-from tests.test_console import CHEAP, CSRF, PASSWORD, Clock, Desk, open_desk
+from tests.test_console import CHEAP, CSRF, PASSWORD, Clock, Desk, error_for, open_desk
 
 ANN = "Ann Smith"
 FULLWIDTH_ANN = "\uff21\uff4e\uff4e \uff33\uff4d\uff49\uff54\uff48"  # Ann Smith, fullwidth
@@ -108,6 +108,15 @@ def test_every_spelling_of_a_name_signs_in_to_its_one_account(desk: Desk, spelli
     """Issue 12 item 2: the account lookup uses the same key (fullwidth letters too)."""
     assert desk.login(spelling).status_code == 303
     assert signed_in_as(desk) == ANN
+
+
+def test_a_name_longer_than_any_account_is_refused_before_the_limiter(desk: Desk) -> None:
+    """Issue 12 item 2: the limiter keeps only names an account could have (bounded)."""
+    for _ in range(25):  # more than the per-address limit: none is counted
+        response = desk.login("x" * 121, "wrong password")
+        assert response.status_code == 400
+        assert error_for(response.text, "name") == "Enter a name of at most 120 characters"
+    assert desk.login(ANN).status_code == 303
 
 
 def test_the_limiter_counts_a_name_by_its_staff_key() -> None:
