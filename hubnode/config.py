@@ -9,6 +9,7 @@ Layout of ``DIR``::
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -36,6 +37,8 @@ _HEADER: Final = """\
 # [embedded]: the local nats-server's ports, cluster routes and leafnode remotes.
 # console = true: `hubnode run` also serves the staff console on console_host:console_port
 # (docs/console.md); console_insecure_http allows plain http, on a loopback address only.
+# trusted_proxies: addresses or networks ("127.0.0.1", "10.0.0.0/24") of reverse proxies
+# whose X-Forwarded-For the console believes; none by default (docs/console.md).
 
 """
 
@@ -87,6 +90,25 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     console_port: Port = 8470
     console_insecure_http: bool = False
     """Cookies without ``Secure``, for plain http on a loopback address (no TLS proxy)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """IP addresses or CIDR networks of the reverse proxies whose ``X-Forwarded-For`` the
+    console believes; from any other peer it is ignored (docs/console.md)."""
+
+    def __post_init__(self) -> None:
+        for proxy in self.trusted_proxies:
+            proxy_network(proxy)
+
+
+def proxy_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The network ``text`` (an address is a network of one) names in ``trusted_proxies``;
+    ValueError saying how to write it."""
+    try:
+        return ipaddress.ip_network(text)
+    except ValueError as e:
+        raise ValueError(
+            f"trusted_proxies: {text!r} is not an IP address or network ({e}); write an "
+            'address as "127.0.0.1" or "::1", a network as "10.0.0.0/24"'
+        ) from None
 
 
 class HubFolder:

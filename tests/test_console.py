@@ -28,7 +28,7 @@ from hubnode.config import HubFolder
 from hubnode.console.app import create_app
 from hubnode.console.permissions import PERMISSIONS, ROLES, allowed
 from hubnode.console.staff import ScryptCost, StaffStore
-from hubnode.console.web import Settings
+from hubnode.console.web import Settings, cookie_name
 from hubnode.events.directory import CapacityReported, ServicePublished
 from hubnode.privacy.keyring import Keyring
 from tests.conftest import NET, registered
@@ -160,6 +160,11 @@ class Desk:
         self.clock = clock
         self.csrf = ""
 
+    @property
+    def cookie(self) -> str:
+        """The name of this hub's session cookie (over https, as the client is)."""
+        return cookie_name("session", self.folder.hub, secure=True)
+
     def get(self, path: str, **kw: Any) -> httpx.Response:
         response = self.client.get(path, follow_redirects=False, **kw)
         found = CSRF.search(response.text)
@@ -256,7 +261,8 @@ def test_a_signed_out_post_appends_nothing_and_goes_to_sign_in(desk: Desk, net: 
 def test_signing_in_sets_a_secure_http_only_strict_cookie_and_goes_on(desk: Desk) -> None:
     response = desk.login("A Worker", next="/referrals")  # names are not case-sensitive
     assert (response.status_code, response.headers["location"]) == (303, "/referrals")
-    cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith("__Host-"))
+    cookies = response.headers.get_list("set-cookie")
+    cookie = next(c for c in cookies if c.startswith(f"{desk.cookie}="))
     attributes = {a.strip().lower() for a in cookie.split(";")[1:]}
     assert {"secure", "httponly", "samesite=strict", "path=/"} <= attributes
     assert desk.get("/referrals").status_code == 200
@@ -272,7 +278,7 @@ def test_a_wrong_password_is_refused_without_saying_which_was_wrong(desk: Desk) 
         response = desk.login(name, "not the password")
         assert response.status_code == 401
         assert "The name or the password is not right" in error_for(response.text, "password")
-        assert not any(c.startswith("__Host-hubnode=") for c in response.headers.get_list(
+        assert not any(c.startswith(f"{desk.cookie}=") for c in response.headers.get_list(
             "set-cookie"
         ))  # fmt: skip
     assert desk.get("/").status_code == 303
@@ -326,10 +332,10 @@ def test_a_session_ends_some_hours_after_sign_in_however_busy(desk: Desk) -> Non
 
 def test_signing_out_ends_the_session_for_good(desk: Desk) -> None:
     desk.signed_in("a worker")
-    cookie = desk.client.cookies.get("__Host-hubnode")
+    cookie = desk.client.cookies.get(desk.cookie)
     response = desk.post("/logout", {})
     assert (response.status_code, response.headers["location"]) == (303, "/login?signed-out")
-    desk.client.cookies.set("__Host-hubnode", cookie or "", domain="testserver")
+    desk.client.cookies.set(desk.cookie, cookie or "", domain="testserver")
     assert desk.get("/").status_code == 303
 
 
@@ -343,7 +349,7 @@ def test_a_disabled_account_is_signed_out_and_cannot_sign_in(desk: Desk, net: Ne
 
 def test_only_a_hash_of_the_session_token_is_stored(desk: Desk, net: Net) -> None:
     desk.signed_in("a worker")
-    token = desk.client.cookies.get("__Host-hubnode")
+    token = desk.client.cookies.get(desk.cookie)
     assert token
     stored = b"".join(p.read_bytes() for p in net.a.path.glob("staff.sqlite3*"))
     assert token.encode() not in stored
@@ -417,7 +423,8 @@ def test_plain_http_cookies_are_for_loopback_only(net: Net, clock: Clock) -> Non
         settings_for("0.0.0.0", insecure_http=True)
     for desk in open_desk(net.a, clock, Settings(https=False)):
         cookie = desk.login("a worker").headers["set-cookie"]
-        assert cookie.startswith("hubnode-session=") and "secure" not in cookie.lower()
+        plain = cookie_name("session", net.a.hub, secure=False)
+        assert cookie.startswith(f"{plain}=") and "secure" not in cookie.lower()
 
 
 def test_unknown_pages_get_a_page_not_a_trace(desk: Desk) -> None:

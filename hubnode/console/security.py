@@ -15,6 +15,8 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hubnode.console.staff import staff_key
+
 CSP: Final = (
     "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -75,9 +77,10 @@ class LoginLimiter:
 
     Past ``per_account`` failures for one name, or ``per_address`` from one address,
     within ``window`` seconds, sign-in is refused until the oldest failure leaves the
-    window — even with the right password, so guessing cannot go on slowly either. Kept
-    in memory: a restart forgets it, and the table is capped so a flood of names cannot
-    fill memory.
+    window — even with the right password, so guessing cannot go on slowly either. A
+    name is counted by its :func:`~hubnode.console.staff.staff_key`, the key its account
+    is looked up by, so no way of writing it gets more guesses. Kept in memory: a restart
+    forgets it, and the table is capped so a flood of names cannot fill memory.
     """
 
     MAX_KEYS: Final = 10_000
@@ -107,7 +110,7 @@ class LoginLimiter:
         """(``account`` or ``address``, seconds until a sign-in is allowed again) if either
         is over its limit; None if a sign-in may be tried."""
         now = self._clock()
-        for what, value in (("account", account.casefold()), ("address", address)):
+        for what, value in (("account", staff_key(account)), ("address", address)):
             times = self._recent((what, value), now)
             if len(times) >= self._limits[what]:
                 return what, self.window - (now - times[0])
@@ -118,10 +121,10 @@ class LoginLimiter:
         if len(self._failures) >= self.MAX_KEYS:
             for key in list(self._failures):
                 self._recent(key, now)
-        for key in (("account", account.casefold()), ("address", address)):
+        for key in (("account", staff_key(account)), ("address", address)):
             if len(self._failures) < self.MAX_KEYS or key in self._failures:
                 self._failures.setdefault(key, deque()).append(now)
 
     def succeeded(self, account: str) -> None:
         """A right password clears the name's failures (not the address's)."""
-        self._failures.pop(("account", account.casefold()), None)
+        self._failures.pop(("account", staff_key(account)), None)

@@ -3,10 +3,14 @@
 
 uvicorn's access log is off — request lines would put client addresses and paths in the
 server's log — and its own signal handling too: the hubnode command that runs it owns
-SIGINT and SIGTERM and stops the server with the node. Client addresses come from
-``X-Forwarded-For`` only when the request comes from the reverse proxy on this machine
-(uvicorn's ``forwarded_allow_ips``, 127.0.0.1 and ::1 by default), so the login rate limit
-counts real clients behind a proxy.
+SIGINT and SIGTERM and stops the server with the node.
+
+A client's address — what the per-address sign-in limit counts — is the socket's peer
+address, unless that peer is one of the config's ``trusted_proxies``: then it is the
+right-most address in ``X-Forwarded-For`` that is not itself a trusted proxy (each proxy
+appends the address it heard from, so what lies to the left of that is the client's to
+write). With none trusted, the default, the header is ignored: any client, a local one
+too, could otherwise name a fresh address with each guess.
 """
 
 from __future__ import annotations
@@ -16,16 +20,16 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, NoReturn
 
 import uvicorn
 from starlette.applications import Starlette
 
-from hubnode.config import HubFolder
+from hubnode.config import HubFolder, proxy_network
 from hubnode.console.acting import StaffCasework
-from hubnode.console.app import create_app
+from hubnode.console.app import CaseworkOpener, create_app
 from hubnode.console.web import Settings
 from hubnode.errors import ConfigError
 
@@ -71,9 +75,13 @@ class _Server(uvicorn.Server):
 
 
 class ConsoleServer:
-    """uvicorn serving ``app`` on ``host:port`` until :meth:`stop`."""
+    """uvicorn serving ``app`` on ``host:port`` until :meth:`stop`, believing the
+    ``X-Forwarded-For`` and ``X-Forwarded-Proto`` of ``trusted_proxies`` only."""
 
-    def __init__(self, app: Starlette, host: str, port: int) -> None:
+    def __init__(
+        self, app: Starlette, host: str, port: int, *, trusted_proxies: Sequence[str] = ()
+    ) -> None:
+        proxies = [str(proxy_network(p)) for p in trusted_proxies]
         config = uvicorn.Config(
             app,
             host=host,
@@ -81,11 +89,27 @@ class ConsoleServer:
             access_log=False,
             log_config=None,
             server_header=False,
-            proxy_headers=True,
+            # The list, never None: uvicorn would then trust $FORWARDED_ALLOW_IPS or loopback.
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=proxies,
         )
         self.server = _Server(config)
         self.host, self.port = host, port
         self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        folder: HubFolder,
+        settings: Settings,
+        host: str,
+        port: int,
+        *,
+        casework: CaseworkOpener = StaffCasework.open,
+    ) -> ConsoleServer:
+        """The console of the hub in ``folder``, trusting the proxies its config names."""
+        app = create_app(folder, settings, casework=casework)
+        return cls(app, host, port, trusted_proxies=folder.config.trusted_proxies)
 
     async def start(self) -> None:
         """Serve; return once listening (ConfigError if it cannot start)."""
@@ -134,7 +158,7 @@ async def serve(
     folder: HubFolder, host: str, port: int, settings: Settings, stop: asyncio.Event
 ) -> None:
     """``hubnode console``: serve the hub's console until ``stop`` is set."""
-    server = ConsoleServer(create_app(folder, settings), host, port)
+    server = ConsoleServer.of(folder, settings, host, port)
     await server.start()
     waiting = asyncio.ensure_future(stop.wait())
     serving = asyncio.ensure_future(server.wait())
@@ -175,8 +199,8 @@ async def console_in_node(node: Node) -> AsyncIterator[None]:
             views.close()
 
     settings = settings_for(cfg.console_host, cfg.console_insecure_http)
-    server = ConsoleServer(
-        create_app(folder, settings, casework=casework), cfg.console_host, cfg.console_port
+    server = ConsoleServer.of(
+        folder, settings, cfg.console_host, cfg.console_port, casework=casework
     )
     await server.start()
     try:

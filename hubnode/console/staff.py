@@ -6,7 +6,8 @@ person) — the only thing about a staff member that events carry (their ``staff
 and a **name**, the login name, which stays in this file. Passwords are hashed with
 scrypt (stdlib :func:`hashlib.scrypt`, a memory-hard KDF), its parameters stored with each
 hash so they can be raised later without breaking older accounts; hashes are compared in
-constant time.
+constant time. A name is looked up, and its failed sign-ins counted, by one key,
+:func:`staff_key`, so that no way of writing it reaches the account past the limit.
 
 A **session** is a random token in the browser's cookie; only its SHA-256 is stored, so
 a copy of this file does not let anyone sign in. Each session expires after a spell of
@@ -25,6 +26,7 @@ import re
 import secrets
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +62,7 @@ _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS staff (
     pseudonym   TEXT PRIMARY KEY,
     name        TEXT NOT NULL,
-    folded      TEXT NOT NULL UNIQUE,           -- the name case-folded: one login per name
+    folded      TEXT NOT NULL UNIQUE,           -- staff_key(name): one login per name
     role        TEXT NOT NULL,
     password    TEXT NOT NULL,                  -- scrypt$n$r$p$salt$hash (base64)
     disabled    INTEGER NOT NULL DEFAULT 0,
@@ -76,6 +78,10 @@ CREATE TABLE IF NOT EXISTS sessions (
     flash       TEXT
 );
 """
+
+_KEY_VERSION: Final = 1
+"""``PRAGMA user_version`` once every ``folded`` is :func:`staff_key` of its name (0: the
+whitespace-collapsed ``casefold`` the console used before)."""
 
 
 class StaffError(HubnodeError, ValueError):
@@ -103,6 +109,17 @@ class Session:
     seen_ms: int
     flash: str | None
     """A one-off message for the next page (what the last action did)."""
+
+
+def staff_key(name: str) -> str:
+    """The one form of a staff name that accounts are stored, looked up and rate-limited
+    by: compatibility forms (fullwidth letters, ligatures, no-break and em spaces) made
+    plain (NFKC), case folded, invisible format characters dropped, every run of
+    whitespace one space. Two names a person would read as the same are one key."""
+    plain = unicodedata.normalize("NFKC", name)
+    folded = unicodedata.normalize("NFKC", plain.casefold())  # folding can un-normalise
+    visible = "".join(c for c in folded if unicodedata.category(c) != "Cf")
+    return " ".join(visible.split())
 
 
 def new_pseudonym() -> str:
@@ -187,6 +204,7 @@ class StaffStore:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA foreign_keys = ON")
             db.executescript(_SCHEMA)
+            _refold(db)
         except sqlite3.Error as e:
             raise StaffError(f"cannot open the staff accounts {path}: {e}") from e
         return cls(path, db, clock)
@@ -207,7 +225,7 @@ class StaffStore:
     def add(self, name: str, role: str, password: str, cost: ScryptCost = DEFAULT_COST) -> Account:
         """A new account; StaffError if the name is taken or a value is not acceptable."""
         shown = " ".join(name.split())
-        if not shown or len(shown) > MAX_NAME:
+        if not staff_key(shown) or len(shown) > MAX_NAME:
             raise StaffError(f"give a name of 1 to {MAX_NAME} characters")
         if role not in ROLES:
             raise StaffError(f"role {role!r}: use one of {', '.join(ROLES)}")
@@ -218,7 +236,7 @@ class StaffStore:
             self._db.execute(
                 "INSERT INTO staff (pseudonym, name, folded, role, password, created_ms) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (pseudonym, shown, shown.casefold(), role, hash_password(password, cost),
+                (pseudonym, shown, staff_key(shown), role, hash_password(password, cost),
                  self._clock()),
             )  # fmt: skip
         except sqlite3.IntegrityError:
@@ -239,8 +257,7 @@ class StaffStore:
 
     def by_name(self, name: str) -> Account | None:
         row = self._db.execute(
-            f"SELECT {self._COLUMNS} FROM staff WHERE folded = ?",
-            (" ".join(name.split()).casefold(),),
+            f"SELECT {self._COLUMNS} FROM staff WHERE folded = ?", (staff_key(name),)
         ).fetchone()
         return None if row is None else self._account(row)
 
@@ -269,8 +286,7 @@ class StaffStore:
         thread: a sign-in must not hold up other requests.
         """
         row = self._db.execute(
-            "SELECT pseudonym, password, disabled FROM staff WHERE folded = ?",
-            (" ".join(name.split()).casefold(),),
+            "SELECT pseudonym, password, disabled FROM staff WHERE folded = ?", (staff_key(name),)
         ).fetchone()
         stored = row[1] if row is not None else await self._dummy_hash()
         right = await asyncio.to_thread(verify_password, password, stored)
@@ -343,6 +359,37 @@ class StaffStore:
             (now - idle_ms, now - absolute_ms),
         )
         return cur.rowcount
+
+
+def _refold(db: sqlite3.Connection) -> None:
+    """Bring a staff file written before :func:`staff_key` to it, once.
+
+    Oldest account first. An account whose new key another one holds already (one whose
+    name folded that way before, or an older one just re-folded) keeps its old key and is
+    disabled: merging the two, or letting one answer to the other's name, would be worse.
+    The admin adds that person again under another name.
+    """
+    if db.execute("PRAGMA user_version").fetchone()[0] >= _KEY_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")  # another process may be opening the file too
+    try:
+        if db.execute("PRAGMA user_version").fetchone()[0] < _KEY_VERSION:
+            rows = db.execute(
+                "SELECT pseudonym, name, folded FROM staff ORDER BY created_ms, rowid"
+            ).fetchall()
+            for pseudonym, name, folded in rows:
+                key = staff_key(name)
+                if key == folded:
+                    continue
+                try:
+                    db.execute("UPDATE staff SET folded = ? WHERE pseudonym = ?", (key, pseudonym))
+                except sqlite3.IntegrityError:  # the UNIQUE key: another account has it
+                    db.execute("UPDATE staff SET disabled = 1 WHERE pseudonym = ?", (pseudonym,))
+            db.execute(f"PRAGMA user_version = {_KEY_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def _role(text: str) -> Role:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -34,7 +34,7 @@ from hubnode.console.permissions import DESCRIPTIONS, Permission, allowed
 from hubnode.console.security import LoginLimiter, same_token
 from hubnode.console.staff import Account, Session, StaffStore
 from hubnode.errors import HubnodeError
-from hubnode.events.ids import hub_display
+from hubnode.events.ids import HUB_PREFIX, hub_display, short_hub
 
 log = logging.getLogger("hubnode.console")
 
@@ -55,14 +55,17 @@ class Settings:
     login_per_address: int = 20
     login_window_minutes: float = 15
 
-    @property
-    def cookie(self) -> str:
-        # __Host-: the browser keeps it only if Secure, for this host alone, path /.
-        return "__Host-hubnode" if self.https else "hubnode-session"
 
-    @property
-    def login_cookie(self) -> str:
-        return "__Host-hubnode-login" if self.https else "hubnode-login"
+def cookie_name(purpose: Literal["session", "login"], hub: bytes, *, secure: bool) -> str:
+    """``hubnode-session-`` or ``hubnode-login-`` and the first 10 base32 characters of
+    the hub's id, with ``__Host-`` in front when the cookie is ``Secure``.
+
+    Browsers keep cookies per host, not per port: named for the hub, the cookies of two
+    consoles on one host do not overwrite each other. ``__Host-``: the browser keeps the
+    cookie only if it is Secure, for this host alone (no Domain), on path ``/``.
+    """
+    name = f"hubnode-{purpose}-{short_hub(hub).removeprefix(HUB_PREFIX)}"
+    return f"__Host-{name}" if secure else name
 
 
 class Console:
@@ -81,6 +84,10 @@ class Console:
         self.casework = casework
         self.settings = settings
         self.clock = clock
+        self.cookie = cookie_name("session", folder.hub, secure=settings.https)
+        """The session cookie's name (:func:`cookie_name`)."""
+        self.login_cookie = cookie_name("login", folder.hub, secure=settings.https)
+        """The sign-in form's CSRF cookie's name."""
         self.lock = asyncio.Lock()
         """One action at a time: a page reads the views it just refreshed, and an action's
         events carry the staff member who asked for it."""
@@ -226,7 +233,7 @@ def page(
 async def _signed_in(ctx: Ctx, permission: Permission) -> Response | None:
     """Load the session; a response refusing the request, or None to go on."""
     request, console = ctx.request, ctx.console
-    token = request.cookies.get(console.settings.cookie)
+    token = request.cookies.get(console.cookie)
     session = (
         console.staff.session(token, idle_ms=console.idle_ms, absolute_ms=console.absolute_ms)
         if token

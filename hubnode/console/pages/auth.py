@@ -2,8 +2,11 @@
 
 The sign-in form carries its own CSRF token (there is no session yet): a random value in a
 short-lived ``SameSite=Strict`` cookie that the form must repeat. Failed sign-ins are
-counted per name and per client address (:class:`~hubnode.console.security.LoginLimiter`);
-the log says only that one failed, never the name tried or the address.
+counted per name (by its :func:`~hubnode.console.staff.staff_key`, as the account is looked
+up) and per client address (:class:`~hubnode.console.security.LoginLimiter`; the address
+is the socket's, or from ``X-Forwarded-For`` sent by a trusted proxy:
+:mod:`hubnode.console.server`); the log says only that one failed, never the name tried or
+the address.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Final
 from starlette.responses import RedirectResponse, Response
 
 from hubnode.console.security import same_token
+from hubnode.console.staff import MAX_NAME
 from hubnode.console.web import CSRF_FIELD, Ctx, page
 
 log = logging.getLogger("hubnode.console")
@@ -34,12 +38,12 @@ async def login(ctx: Ctx) -> Response:
     request, console = ctx.request, ctx.console
     settings = console.settings
     target = safe_next(request.query_params.get("next"))
-    token = request.cookies.get(settings.cookie)
+    token = request.cookies.get(console.cookie)
     if token and console.staff.session(
         token, idle_ms=console.idle_ms, absolute_ms=console.absolute_ms
     ):
         return RedirectResponse(target, status_code=303)
-    form_token = request.cookies.get(settings.login_cookie) or secrets.token_urlsafe(32)
+    form_token = request.cookies.get(console.login_cookie) or secrets.token_urlsafe(32)
 
     def show(status: int = 200, notice: str | None = None) -> Response:
         response = ctx.render(
@@ -52,7 +56,7 @@ async def login(ctx: Ctx) -> Response:
             signed_out="signed-out" in request.query_params,
         )
         response.set_cookie(
-            settings.login_cookie,
+            console.login_cookie,
             form_token,
             max_age=LOGIN_COOKIE_SECONDS,
             path="/",
@@ -67,13 +71,15 @@ async def login(ctx: Ctx) -> Response:
     ctx.form = await request.form()
     given = ctx.form.get(CSRF_FIELD)
     if not same_token(given if isinstance(given, str) else None, request.cookies.get(
-        settings.login_cookie
+        console.login_cookie
     )):  # fmt: skip
         return show(403, "This sign-in form has expired. Please try again.")
     name, password = ctx.value("name"), ctx.form.get("password")
     password = password if isinstance(password, str) else ""
     if not name:
         ctx.errors["name"] = "Enter your name"
+    elif len(" ".join(name.split())) > MAX_NAME:  # no account's is: and it bounds the limiter
+        ctx.errors["name"] = f"Enter a name of at most {MAX_NAME} characters"
     if not password:
         ctx.errors["password"] = "Enter your password"
     if ctx.errors:
@@ -102,20 +108,20 @@ async def login(ctx: Ctx) -> Response:
     log.info("%s signed in", account.pseudonym)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
-        settings.cookie, session, path="/", secure=settings.https, httponly=True, samesite="strict"
+        console.cookie, session, path="/", secure=settings.https, httponly=True, samesite="strict"
     )
-    response.delete_cookie(settings.login_cookie, path="/", secure=settings.https, httponly=True)
+    response.delete_cookie(console.login_cookie, path="/", secure=settings.https, httponly=True)
     return response
 
 
 @page("/logout", "view", methods=("POST",))
 async def logout(ctx: Ctx) -> Response:
-    settings = ctx.console.settings
+    console = ctx.console
     assert ctx.token is not None
-    ctx.console.staff.end_session(ctx.token)
+    console.staff.end_session(ctx.token)
     log.info("%s signed out", ctx.account.pseudonym)
     response = RedirectResponse("/login?signed-out", status_code=303)
-    response.delete_cookie(settings.cookie, path="/", secure=settings.https, httponly=True)
+    response.delete_cookie(console.cookie, path="/", secure=console.settings.https, httponly=True)
     return response
 
 
