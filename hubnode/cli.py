@@ -323,8 +323,10 @@ def peers_add(
 
 @peers_app.command("list")
 def peers_list(data: DataOpt, as_json: JsonOpt = False) -> None:
-    """Every hub this node knows: name, who trusts it and why, head, last seen, forked."""
+    """Every hub this node knows: name, who trusts it and why, head, last seen running
+    (a signed event of it arrived) and last heard from (an unsigned heads message), forked."""
     from hubnode.node import read_status, trust_set
+    from hubnode.protocol.sync import bounded_lag
     from hubnode.trust import fold_admissions
 
     folder = folder_of(data)
@@ -353,6 +355,7 @@ def peers_list(data: DataOpt, as_json: JsonOpt = False) -> None:
             shown = hub_display(h)
             head = heads.get(h)
             peer = seen.get(shown, {})
+            lag, absurd = bounded_lag(peer.get("lag"), peer.get("lag_claim_absurd"))
             rows.append(
                 {
                     "id": shown,
@@ -360,8 +363,10 @@ def peers_list(data: DataOpt, as_json: JsonOpt = False) -> None:
                     "trusted": trust.why(h),
                     "admitted_by": sorted(hub_display(a) for a in trust.admitters(h)),
                     "head_seq": head.seq if head else 0,
-                    "last_seen": peer.get("last_seen"),
-                    "lag": peer.get("lag"),
+                    "last_record": peer.get("last_record"),
+                    "last_heard": peer.get("last_heard"),
+                    "lag": lag,
+                    "lag_claim_absurd": absurd,
                     "forked_at": forked.get(h),
                 }
             )
@@ -371,19 +376,45 @@ def peers_list(data: DataOpt, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table("hub", "name", "trusted", "admitted by", "head", "last seen", "forked")
+    table = Table(
+        "hub",
+        "name",
+        "trusted",
+        "admitted by",
+        "head",
+        "last seen running",
+        "last heard from",
+        "forked",
+    )
     for r in rows:
-        seen_at = r["last_seen"]
         table.add_row(
             r["id"],
             r["name"],
             r["trusted"],
             ", ".join(a[:14] for a in r["admitted_by"]) or "-",
             str(r["head_seq"]),
-            when(int(seen_at * 1000)) if seen_at else "-",
+            _moment(r["last_record"]),
+            _moment(r["last_heard"]),
             f"at seq {r['forked_at']}" if r["forked_at"] else "no",
         )
     out.print(table)
+
+
+def _moment(seconds: object) -> str:
+    """A status file's wall-clock seconds as a time, or ``-``."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return "-"
+    return when(int(seconds * 1000))
+
+
+def _lacking(info: dict[str, Any]) -> str:
+    """What this hub lacks of a peer's announced events, capped (heads are not signed)."""
+    from hubnode.protocol.sync import LAG_CAP, bounded_lag
+
+    lag, absurd = bounded_lag(info.get("lag"), info.get("lag_claim_absurd"))
+    if lag is None:
+        return "-"
+    return f"more than {LAG_CAP:,} (implausible)" if absurd else f"{lag:,}"
 
 
 @app.command()
@@ -426,9 +457,14 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
     connected = f"connected to {nats.get('url')}" if nats.get("connected") else "not connected"
     out.print(f"NATS: {connected}")
     if report["peers"]:
-        table = Table("peer", "last seen", "lag (records)")
+        table = Table("peer", "last seen running", "last heard from", "this hub lacks (records)")
         for peer, info in sorted(report["peers"].items()):
-            table.add_row(peer, when(int(info["last_seen"] * 1000)), str(info["lag"]))
+            table.add_row(
+                peer,
+                _moment(info.get("last_record")),
+                _moment(info.get("last_heard")),
+                _lacking(info),
+            )
         out.print(table)
     counters = report["counters"]
     if counters:

@@ -429,14 +429,14 @@ def test_today_warns_when_the_node_is_down_or_a_peer_lags(
         "updated_at": a.clock.now,
         "nats": {"connected": True},
         "peers": {
-            hub_display(net.b.hub): {"last_seen": a.clock.now, "lag": 120},
-            hub_display(net.c.hub): {"last_seen": a.clock.now - 3600, "lag": 0},
+            hub_display(net.b.hub): {"last_heard": a.clock.now, "lag": 120},
+            hub_display(net.c.hub): {"last_heard": a.clock.now - 3600, "lag": 0},
         },
     }
     path.write_text(json.dumps(status))
     today = a.get("/").text
     assert "node is not running" not in today
-    assert "Hub B is 120 events behind this hub." in today
+    assert "This hub lacks 120 events that Hub B holds." in today
     assert "Nothing heard from Hub C for 60 minutes." in today
     network = a.get("/network").text
     assert "running and connected" in network

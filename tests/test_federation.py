@@ -218,7 +218,7 @@ async def test_status_and_peers_list_show_the_peer_connected_and_caught_up(
     assert status["own_head"]["seq"] == 2
     assert status["hubs_held"] == 2
     assert status["peers"][peer]["heads"] == heads
-    assert time.time() - status["peers"][peer]["last_seen"] < 5
+    assert time.time() - status["peers"][peer]["last_heard"] < 5
     assert status["counters"]["accepted"] == 9
 
     rows = {r["id"]: r for r in await hubnode_json("peers", "list", "--data", data)}
@@ -227,7 +227,7 @@ async def test_status_and_peers_list_show_the_peer_connected_and_caught_up(
     row = rows[peer]
     assert (row["name"], row["trusted"], row["head_seq"], row["lag"]) == ("b", "local", 9, 0)
     assert row["forked_at"] is None
-    assert time.time() - row["last_seen"] < 5
+    assert time.time() - row["last_heard"] < 5
 
 
 async def test_a_hub_restored_from_an_old_backup_gets_its_own_events_back_before_appending(

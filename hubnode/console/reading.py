@@ -3,7 +3,11 @@ names, heads, forks and lag, the warnings the "today" page leads with, and one s
 the directory.
 
 Lag and peers come from ``run/status.json``, which the running node rewrites about once a
-second (:func:`hubnode.node.read_status`); heads and forks from the log itself.
+second (:func:`hubnode.node.read_status`); heads and forks from the log itself. A peer's
+lag is what *this* hub lacks of what that peer announced; heads announcements are not
+signed, so the lag is a claim, capped (:func:`hubnode.protocol.sync.bounded_lag`), and
+only a signed record makes a hub "seen running" (docs/console.md, "The network page and
+the warnings").
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ from hubnode.commands.directory import Listing
 from hubnode.events.ids import hub_display, parse_hub
 from hubnode.projections.directory import decode_service
 from hubnode.projections.runner import ProjectionRunner
+from hubnode.protocol.sync import LAG_CAP, bounded_lag
 from hubnode.store.log import EventLog
 
 STALE_AFTER: Final = 10.0
 """Seconds after which the node's status file means the node is not running."""
 LAG_WARNING: Final = 50
-"""Records a peer may be missing before "today" warns about it."""
+"""Records this hub may lack of what a peer holds before "today" warns about it."""
 SILENT_WARNING: Final = 10 * 60.0
 """Seconds without hearing from a peer before "today" warns about it."""
 
@@ -36,12 +41,46 @@ class Hub:
     head: int = 0
     forked_at: int | None = None
     lag: int | None = None
-    """Records this peer lacks, as this node last saw (None: not heard from)."""
-    last_seen: float | None = None
+    """Records this hub lacks of what this peer announced, at most ``LAG_CAP`` (None: not
+    heard from)."""
+    lag_absurd: bool = False
+    """The announced head claimed more than ``LAG_CAP`` records: not believed."""
+    last_record: float | None = None
+    """When a record signed by this hub last reached this node (seconds): seen running."""
+    last_heard: float | None = None
+    """When a heads message in this hub's name last arrived (seconds; unsigned)."""
 
     @property
     def shown(self) -> str:
         return hub_display(self.id)
+
+    @property
+    def lacking(self) -> str:
+        """What this hub lacks of this peer's announced events, for the network page."""
+        return "-" if self.lag is None else events_lacking(self.lag, self.lag_absurd)
+
+
+def events_lacking(lag: int, absurd: bool = False) -> str:
+    """A lag for people: "1 event", "999,999 events", "more than 1,000,000 events
+    (implausible)" past ``LAG_CAP`` or when flagged."""
+    if absurd or lag > LAG_CAP:
+        return f"more than {LAG_CAP:,} events (implausible)"
+    return f"{lag:,} event{'' if lag == 1 else 's'}"
+
+
+def lag_sentence(name: str, lag: int, absurd: bool = False) -> str:
+    """What this hub lacks of the events hub ``name`` announced, said the right way round.
+
+    An implausible claim is said to be one, without its number: heads are not signed.
+    """
+    if absurd or lag > LAG_CAP:
+        return (
+            f"{name}'s announced head is implausible: taken at its word, this hub would "
+            f"lack more than {LAG_CAP:,} events that {name} holds. Announcements are not "
+            "signed, so any client on the network can send one in a hub's name; the number "
+            "is not believed. If this stays, tell whoever looks after the network's servers."
+        )
+    return f"This hub lacks {events_lacking(lag)} that {name} holds."
 
 
 def hubs(views: ProjectionRunner) -> dict[bytes, Hub]:
@@ -118,6 +157,7 @@ async def network(
         base = known.get(hub) or Hub(hub, name_of(known, hub), (), "")
         peer = peers.get(hub_display(hub)) or {}
         head = heads.get(hub)
+        lag, absurd = bounded_lag(peer.get("lag"), peer.get("lag_claim_absurd"))
         found.append(
             Hub(
                 hub,
@@ -127,15 +167,22 @@ async def network(
                 base.admitted_by,
                 head.seq if head is not None else 0,
                 forked.get(hub),
-                peer.get("lag"),
-                peer.get("last_seen"),
+                lag,
+                absurd,
+                _moment(peer.get("last_record")),
+                _moment(peer.get("last_heard")),
             )
         )
     return sorted(found, key=lambda h: (h.name.casefold(), h.id))
 
 
+def _moment(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def warnings(me: bytes, found: list[Hub], state: NodeState, now: float) -> list[str]:
-    """Plain-English warnings for the top of "today": node down, forks, peers lagging."""
+    """Plain-English warnings for the top of "today": node down, forks, this hub lacking
+    many events a peer announced (or an implausible announcement), peers silent."""
     said = []
     if not state.running:
         said.append(
@@ -151,11 +198,12 @@ def warnings(me: bytes, found: list[Hub], state: NodeState, now: float) -> list[
                 f"{who} signed two different events at number {hub.forked_at} (a fork): its "
                 "later events are not accepted. Tell the network's coordinators."
             )
-        if hub.id == me or not state.running or hub.last_seen is None:
+        heard = max((t for t in (hub.last_heard, hub.last_record) if t is not None), default=None)
+        if hub.id == me or not state.running or heard is None:
             continue
-        if hub.lag is not None and hub.lag >= LAG_WARNING:
-            said.append(f"{hub.name} is {hub.lag} events behind this hub.")
-        elif now - hub.last_seen >= SILENT_WARNING:
-            minutes = int((now - hub.last_seen) // 60)
+        if hub.lag is not None and (hub.lag_absurd or hub.lag >= LAG_WARNING):
+            said.append(lag_sentence(hub.name, hub.lag, hub.lag_absurd))
+        elif now - heard >= SILENT_WARNING:
+            minutes = int((now - heard) // 60)
             said.append(f"Nothing heard from {hub.name} for {minutes} minutes.")
     return said

@@ -17,10 +17,11 @@ from typing import Annotated, Final
 
 import msgspec
 
-from hubnode.events.envelope import Bytes32
+from hubnode.events.envelope import Bytes32, Seq
 from hubnode.events.ids import hub_display
 
-HeadPair = tuple[Annotated[int, msgspec.Meta(ge=1)], Bytes32]
+HeadPair = tuple[Seq, Bytes32]
+"""An announced head: a seq no event could carry (past 2^63-1) makes the message garbage."""
 
 
 class HeadsMessage(msgspec.Struct, frozen=True, array_like=True):

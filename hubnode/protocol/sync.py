@@ -14,6 +14,14 @@ A hub is *behind* when some trusted peer announced a higher seq than this node h
 Fetches ask for ``local + 1`` onwards from one chosen holder, so catch-up costs
 O(missing records). A failed holder is backed off (exponentially, per hub and holder)
 and another holder is tried next.
+
+Heads are unsigned: any client on the bus can announce any seq in a trusted hub's name.
+So an announced head is only ever a reason to ask: whatever it claims, one request asks
+for at most ``SyncLimits.batch`` records, and when the claimant answers that it holds
+nothing from there (:meth:`SyncCore.on_empty`) its claim for that hub is dropped until it
+announces again; a claim repeated regardless costs one request per holder backoff. Only
+verified records are stored (by the log), so a false head changes nothing but the
+:meth:`~SyncCore.lag` it makes this node report, which readers cap at :data:`LAG_CAP`.
 """
 
 from __future__ import annotations
@@ -21,6 +29,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
+
+LAG_CAP: Final = 1_000_000
+"""The most records a peer's heads may say this node lacks and still be shown as a number.
+
+A hub appends thousands of events a year; only a node new to a very large network lacks
+more, and that shrinks as it fetches. Past the cap a claim is shown as "more than
+1,000,000 (implausible)": most likely a false heads message (see :func:`bounded_lag`).
+"""
+
+
+def bounded_lag(lag: object, implausible: object = False) -> tuple[int | None, bool]:
+    """A lag fit to show: ``(records, implausible)``, the records at most :data:`LAG_CAP`.
+
+    Takes what a status file holds, whoever wrote it: anything but a non-negative integer
+    is ``(None, False)`` (nothing to show); past the cap, or flagged by the writer, it is
+    implausible.
+    """
+    if isinstance(lag, bool) or not isinstance(lag, int) or lag < 0:
+        return None, False
+    return min(lag, LAG_CAP), lag > LAG_CAP or implausible is True
 
 
 class FetchState(StrEnum):
@@ -90,7 +118,7 @@ class _HubSync:
 @dataclass
 class PeerView:
     heads: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
-    last_seen: float = 0.0
+    """Per hub, the (seq, id) this peer announced (or showed, :meth:`SyncCore.on_claim`)."""
 
 
 class SyncCore:
@@ -118,7 +146,6 @@ class SyncCore:
         """A trusted peer announced its frontier (already filtered to trusted hubs)."""
         view = self.peers.setdefault(peer, PeerView())
         view.heads = dict(heads)
-        view.last_seen = now
         for hub, (seq, id_) in heads.items():
             local = self.local.get(hub)
             if local is not None and local[0] == seq and local[1] != id_:
@@ -132,7 +159,6 @@ class SyncCore:
         view = self.peers.setdefault(peer, PeerView())
         if seq > view.heads.get(hub, (0, b""))[0]:
             view.heads[hub] = (seq, b"")
-        view.last_seen = now
         return self._plan(now)
 
     def on_reply(self, fetch: Fetch, now: float, *, mismatch_seq: int | None = None) -> list[Fetch]:
@@ -170,6 +196,25 @@ class SyncCore:
         self._fail(state, fetch, now)
         return self._plan(now)
 
+    def on_empty(self, fetch: Fetch, now: float) -> list[Fetch]:
+        """``fetch.peer`` answered ``fetch`` with no records: it holds none from ``start``.
+
+        Its head for the hub said otherwise, so that claim was false (heads are unsigned:
+        anyone can announce one in a trusted hub's name) or is out of date. It is dropped,
+        so the peer is not asked again and does not count in :meth:`lag`, until it
+        announces again; the failure backs the peer off, so a claim that keeps coming
+        costs one request per backoff. A report for a request no longer waited for is
+        ignored.
+        """
+        state = self._hubs.get(fetch.hub)
+        if state is None or state.request != fetch:
+            return self._plan(now)
+        view = self.peers.get(fetch.peer)
+        if view is not None and view.heads.get(fetch.hub, (0, b""))[0] >= fetch.start:
+            del view.heads[fetch.hub]
+        self._fail(state, fetch, now)
+        return self._plan(now)
+
     def on_tick(self, now: float) -> list[Fetch]:
         """Time passed: expire unanswered requests, end backoffs."""
         for state in list(self._hubs.values()):
@@ -204,7 +249,12 @@ class SyncCore:
         return sum(s.state is FetchState.FETCHING for s in self._hubs.values())
 
     def lag(self, peer: bytes) -> int:
-        """Records ``peer`` announced that this node does not hold yet."""
+        """How far this node lags behind ``peer``: the records of every hub ``peer``
+        announced that this node does not hold yet (what this node lacks, not the peer).
+
+        Heads are unsigned, so this is the peer's claim, unbounded: show it through
+        :func:`bounded_lag`.
+        """
         view = self.peers.get(peer)
         if view is None:
             return 0

@@ -29,7 +29,7 @@ from hubnode.errors import Reason
 from hubnode.events.envelope import event_id
 from hubnode.events.ids import hub_display, short_hub
 from hubnode.protocol import messages as m
-from hubnode.protocol.sync import Fetch, SyncCore
+from hubnode.protocol.sync import LAG_CAP, Fetch, SyncCore
 from hubnode.store.log import EventLog, IngestOutcome, Status
 from hubnode.trust import TrustSet, fold_admissions
 
@@ -102,9 +102,17 @@ class Counters:
 
 @dataclass
 class PeerSeen:
-    first_seen: float
-    last_seen: float
-    heads: dict[bytes, tuple[int, bytes]]
+    """What this node has had from one hub this run, on the gossip clock.
+
+    Heads messages are unsigned (any NATS client can send one naming any hub), so only a
+    record signed by the hub is evidence that it ran: ``last_record`` is when such a
+    record, new to this node, last arrived (live or fetched from anyone), ``last_heard``
+    when a heads message in its name last arrived, and ``heads`` what that one announced.
+    """
+
+    last_record: float | None = None
+    last_heard: float | None = None
+    heads: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
 
 
 class Gossip:
@@ -366,6 +374,10 @@ class Gossip:
         for o in outcomes:
             if o.hub is None:
                 continue
+            if o.status in (Status.ACCEPTED, Status.PENDING) and o.hub != self.own:
+                # Verified and new to this node: signed evidence the hub ran. (A replay of
+                # a record held already is a duplicate and proves nothing.)
+                self.peers.setdefault(o.hub, PeerSeen()).last_record = now
             if o.status is Status.ACCEPTED:
                 changed.add(o.hub)
             elif o.status is Status.PENDING and o.seq is not None:
@@ -436,12 +448,12 @@ class Gossip:
             self._warn_once(sender, Reason.UNKNOWN_HUB, "heads from an untrusted hub")
             return
         now = self._clock()
-        seen = self.peers.get(sender)
-        if seen is None:
+        seen = self.peers.setdefault(sender, PeerSeen())
+        if seen.last_heard is None:
             log.info("peer seen: %s", hub_display(sender))
-            seen = self.peers[sender] = PeerSeen(now, now, {})
             self._spawn(self._reannounce_forks())
-        seen.last_seen = now
+        # Unsigned: this moves "last heard from", never "last seen running" (PeerSeen).
+        seen.last_heard = now
         seen.heads = {h: (s, i) for h, (s, i) in message.heads.items()}
         claimed = message.heads.get(self.own)
         own_seq = self.heads.get(self.own, (0, b""))[0]
@@ -458,6 +470,14 @@ class Gossip:
             )
         trusted = {h: (s, i) for h, (s, i) in message.heads.items() if h in self.trust}
         self._spawn_fetches(self.core.on_peer_heads(sender, trusted, now))
+        if self.core.lag(sender) > LAG_CAP and (sender, "implausible") not in self._warned:
+            self._warned.add((sender, "implausible"))
+            log.warning(
+                "heads in the name of %s claim more than %d events this node lacks: "
+                "implausible (heads are not signed; another client may be sending them)",
+                short_hub(sender),
+                LAG_CAP,
+            )
 
     async def _on_fork(self, msg: Msg) -> None:
         proof = m.fork_decoder.decode(msg.data)
@@ -528,7 +548,11 @@ class Gossip:
             (o.seq for o in outcomes if o.reason is Reason.PREV_MISMATCH and o.hub == fetch.hub),
             None,
         )
-        if not records or (after == before and mismatch is None and fetch.limit > 1):
+        if not records:
+            # The holder has nothing from ``start``: its head said otherwise (false or stale).
+            self._spawn_fetches(self.core.on_empty(fetch, self._clock()))
+            return
+        if after == before and mismatch is None and fetch.limit > 1:
             # Nothing usable: treat as a failure so another holder is tried.
             self._spawn_fetches(self.core.on_failure(fetch, self._clock()))
             return
@@ -542,21 +566,35 @@ class Gossip:
     # -- status -------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        """What ``run/status.json`` shows of the network (docs/operating.md, "Monitoring").
+
+        Per peer: ``last_record`` and ``last_heard`` (wall-clock seconds, or None; see
+        :class:`PeerSeen`), the ``heads`` it last announced, and ``lag``: how many records
+        those heads say this node lacks, at most ``LAG_CAP``, with ``lag_claim_absurd``
+        when the claim went past it.
+        """
         now = self._clock()
         wall = time.time()
+
+        def moment(at: float | None) -> float | None:
+            return None if at is None else wall - (now - at)
+
+        peers: dict[str, Any] = {}
+        for p, seen in self.peers.items():
+            lag = self.core.lag(p)
+            peers[hub_display(p)] = {
+                "last_record": moment(seen.last_record),
+                "last_heard": moment(seen.last_heard),
+                "heads": {hub_display(h): s for h, (s, _) in seen.heads.items()},
+                "lag": min(lag, LAG_CAP),
+                "lag_claim_absurd": lag > LAG_CAP,
+            }
         return {
             "nats": {"url": self.nats_url, "connected": self.connected},
             "heads": {
                 hub_display(h): {"seq": s, "id": i.hex()} for h, (s, i) in self.heads.items()
             },
-            "peers": {
-                hub_display(p): {
-                    "last_seen": wall - (now - seen.last_seen),
-                    "heads": {hub_display(h): s for h, (s, _) in seen.heads.items()},
-                    "lag": self.core.lag(p),
-                }
-                for p, seen in self.peers.items()
-            },
+            "peers": peers,
             "counters": self.counters.as_dict(),
             "pending": len(self.log.pending),
         }
