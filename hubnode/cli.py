@@ -408,13 +408,11 @@ def _moment(seconds: object) -> str:
 
 
 def _lacking(info: dict[str, Any]) -> str:
-    """What this hub lacks of a peer's announced events, capped (heads are not signed)."""
-    from hubnode.protocol.sync import LAG_CAP, bounded_lag
+    """What this hub lacks of a peer's announced events (heads are not signed)."""
+    from hubnode.protocol.sync import bounded_lag, events_lacking
 
     lag, absurd = bounded_lag(info.get("lag"), info.get("lag_claim_absurd"))
-    if lag is None:
-        return "-"
-    return f"more than {LAG_CAP:,} (implausible)" if absurd else f"{lag:,}"
+    return "-" if lag is None else events_lacking(lag, absurd)
 
 
 @app.command()
@@ -457,7 +455,7 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
     connected = f"connected to {nats.get('url')}" if nats.get("connected") else "not connected"
     out.print(f"NATS: {connected}")
     if report["peers"]:
-        table = Table("peer", "last seen running", "last heard from", "this hub lacks (records)")
+        table = Table("peer", "last seen running", "last heard from", "this hub lacks")
         for peer, info in sorted(report["peers"].items()):
             table.add_row(
                 peer,

@@ -31,7 +31,15 @@ from hubnode.console.web import when
 from hubnode.events.ids import hub_display
 from hubnode.node import status_path
 from hubnode.protocol import messages as m
-from hubnode.protocol.sync import LAG_CAP, Fetch, FetchState, SyncCore, SyncLimits, bounded_lag
+from hubnode.protocol.sync import (
+    LAG_CAP,
+    Fetch,
+    FetchState,
+    SyncCore,
+    SyncLimits,
+    bounded_lag,
+    events_lacking,
+)
 from hubnode.protocol.transport import Gossip
 from hubnode.store.log import Status
 from hubnode.trust import TrustSet
@@ -58,32 +66,40 @@ OWN, H, X = b"o" * 32, b"h" * 32, b"x" * 32
         (1, False, "This hub lacks 1 event that Hub B holds."),
         (2, False, "This hub lacks 2 events that Hub B holds."),
         (999_999, False, "This hub lacks 999,999 events that Hub B holds."),
-        (1_000_000, False, "This hub lacks 1,000,000 events that Hub B holds."),
-        (1_000_001, False, "Hub B's announced head is implausible"),
+        (1_000_001, False, "This hub lacks 1,000,001 events that Hub B holds."),
         (12, True, "Hub B's announced head is implausible"),
     ],
 )
-def test_lag_is_said_as_what_this_hub_lacks_and_capped(lag: int, absurd: bool, said: str) -> None:
-    """Issue 12 item 8: lag is what this hub lacks; past LAG_CAP it is not believed."""
+def test_lag_is_said_as_what_this_hub_lacks(lag: int, absurd: bool, said: str) -> None:
+    """Issue 12 item 8: lag is what this hub lacks; an implausible claim is not believed."""
     sentence = reading.lag_sentence("Hub B", lag, absurd)
     assert sentence.startswith(said)
     assert "behind this hub" not in sentence
-    if said.startswith("Hub B's"):
-        assert "more than 1,000,000" in sentence and "1,000,001" not in sentence
-    assert reading.events_lacking(lag, absurd) == (
-        "more than 1,000,000 events (implausible)"
-        if absurd or lag > LAG_CAP
-        else f"{lag:,} event{'' if lag == 1 else 's'}"
+    if absurd:
+        assert "more than 1,000,000" in sentence and str(lag) not in sentence
+    assert events_lacking(lag, absurd) == f"{lag:,} event{'' if lag == 1 else 's'}" + (
+        " (and a claim of more than 1,000,000 more, not believed)" if absurd else ""
     )
 
 
-def test_a_status_file_with_an_absurd_lag_is_capped_when_read() -> None:
-    """Issue 12 item 8: a status file is capped on reading too (whoever wrote it)."""
-    assert bounded_lag(18446744074709531390, False) == (LAG_CAP, True)
+def test_a_status_file_with_an_absurd_lag_is_flagged_when_read() -> None:
+    """Issue 12 item 8: a lag no network could have is flagged on reading too."""
+    assert bounded_lag(18446744074709531390, False) == (0, True)
     assert bounded_lag(7, False) == (7, False)
     assert bounded_lag(7, True) == (7, True)
     assert bounded_lag(None, False) == (None, False)
     assert bounded_lag("many", False) == (None, False)  # not a number: not shown
+
+
+def test_a_claim_past_the_cap_is_flagged_per_hub_and_not_counted() -> None:
+    """Issue 12 item 8: the cap is per hub: a node new to a large network, lacking millions
+    of records over many hubs, shows its real lag; one absurd claim is flagged, not counted."""
+    core = SyncCore(OWN)
+    many = {bytes([i]) * 32: (LAG_CAP, FAKE_ID) for i in range(3)}
+    core.on_peer_heads(X, many, 0.0)
+    assert (core.lag(X), core.implausible(X)) == (3 * LAG_CAP, [])
+    core.on_peer_heads(X, {**many, H: (ABSURD, FAKE_ID)}, 1.0)
+    assert (core.lag(X), core.implausible(X)) == (3 * LAG_CAP, [H])
 
 
 # -- the sync core ----------------------------------------------------------------------
@@ -96,9 +112,9 @@ def test_an_absurd_head_is_fetched_one_batch_at_a_time_and_dropped_when_its_hold
     core.on_local_heads({H: (5, FAKE_ID)}, 0.0)
     (fetch,) = core.on_peer_heads(X, {H: (ABSURD, FAKE_ID)}, 1.0)
     assert fetch == Fetch(H, 6, core.limits.batch, X)
-    assert core.lag(X) == ABSURD - 5
+    assert (core.lag(X), core.implausible(X)) == (0, [H])
     assert core.on_empty(fetch, 1.1) == []
-    assert core.lag(X) == 0
+    assert (core.lag(X), core.implausible(X)) == (0, [])
     assert H not in core.peers[X].heads
     assert core.behind() == {}
     assert core.on_tick(1000.0) == []  # nothing left to ask for
@@ -239,12 +255,12 @@ def test_a_spoofed_absurd_head_is_capped_flagged_and_moves_only_last_heard(
     assert "more than 1,000,000" in today
 
     assert b["heads"][hub_display(net.b.hub)] == ABSURD  # what was announced, as announced
-    assert (b["lag"], b["lag_claim_absurd"]) == (LAG_CAP, True)
+    assert (b["lag"], b["lag_claim_absurd"]) == (0, True)
     assert b["last_heard"] - b["last_record"] == pytest.approx(100.0)  # t=200 vs t=100
     assert "last_seen" not in b
 
     network = desk.get("/network").text
-    assert "more than 1,000,000 events (implausible)" in network
+    assert "0 events (and a claim of more than 1,000,000 more, not believed)" in network
     assert f"<dt>Last seen running</dt><dd>{when(int(b['last_record'] * 1000))}</dd>" in network
     assert f"<dt>Last heard from</dt><dd>{when(int(b['last_heard'] * 1000))}</dd>" in network
 
@@ -252,12 +268,12 @@ def test_a_spoofed_absurd_head_is_capped_flagged_and_moves_only_last_heard(
     shown = runner.invoke(app, ["status", "--data", str(net.a.path)])
     assert shown.exit_code == 0, shown.output
     assert "last seen running" in shown.output and "last heard from" in shown.output
-    assert "more than 1,000,000 (implausible)" in shown.output
+    assert "0 events (and a claim of more than 1,000,000 more, not believed)" in shown.output
     assert str(ABSURD) not in shown.output
     listed = runner.invoke(app, ["peers", "list", "--data", str(net.a.path), "--json"])
     assert listed.exit_code == 0, listed.output
     row = next(r for r in json.loads(listed.output) if r["id"] == hub_display(net.b.hub))
-    assert (row["lag"], row["lag_claim_absurd"]) == (LAG_CAP, True)
+    assert (row["lag"], row["lag_claim_absurd"]) == (0, True)
     assert (row["last_record"], row["last_heard"]) == (b["last_record"], b["last_heard"])
 
 
@@ -362,6 +378,6 @@ async def test_spoofed_heads_for_a_stopped_hub_do_not_make_it_seen_running(
 
     status = await hubnode_json("status", "--data", str(a.path))
     shown = status["peers"][peer]
-    assert (shown["lag"], shown["lag_claim_absurd"]) == (LAG_CAP, True), shown
+    assert (shown["lag"], shown["lag_claim_absurd"]) == (0, True), shown
     assert shown["last_record"] < stopped < shown["last_heard"], shown
     assert await cluster.seqs(a) == held  # nothing stored from a claim

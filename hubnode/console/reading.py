@@ -5,9 +5,9 @@ the directory.
 Lag and peers come from ``run/status.json``, which the running node rewrites about once a
 second (:func:`hubnode.node.read_status`); heads and forks from the log itself. A peer's
 lag is what *this* hub lacks of what that peer announced; heads announcements are not
-signed, so the lag is a claim, capped (:func:`hubnode.protocol.sync.bounded_lag`), and
-only a signed record makes a hub "seen running" (docs/console.md, "The network page and
-the warnings").
+signed, so the lag is a claim, one past :data:`~hubnode.protocol.sync.LAG_CAP` is flagged
+rather than counted, and only a signed record makes a hub "seen running" (docs/console.md,
+"The network page and the warnings").
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from hubnode.commands.directory import Listing
 from hubnode.events.ids import hub_display, parse_hub
 from hubnode.projections.directory import decode_service
 from hubnode.projections.runner import ProjectionRunner
-from hubnode.protocol.sync import LAG_CAP, bounded_lag
+from hubnode.protocol.sync import LAG_CAP, bounded_lag, events_lacking
 from hubnode.store.log import EventLog
 
 STALE_AFTER: Final = 10.0
@@ -41,10 +41,10 @@ class Hub:
     head: int = 0
     forked_at: int | None = None
     lag: int | None = None
-    """Records this hub lacks of what this peer announced, at most ``LAG_CAP`` (None: not
-    heard from)."""
+    """Records this hub lacks of what this peer announced (None: not heard from)."""
     lag_absurd: bool = False
-    """The announced head claimed more than ``LAG_CAP`` records: not believed."""
+    """The peer also claimed a hub more than ``LAG_CAP`` records beyond this node: not
+    believed, not counted in ``lag``."""
     last_record: float | None = None
     """When a record signed by this hub last reached this node (seconds): seen running."""
     last_heard: float | None = None
@@ -60,25 +60,17 @@ class Hub:
         return "-" if self.lag is None else events_lacking(self.lag, self.lag_absurd)
 
 
-def events_lacking(lag: int, absurd: bool = False) -> str:
-    """A lag for people: "1 event", "999,999 events", "more than 1,000,000 events
-    (implausible)" past ``LAG_CAP`` or when flagged."""
-    if absurd or lag > LAG_CAP:
-        return f"more than {LAG_CAP:,} events (implausible)"
-    return f"{lag:,} event{'' if lag == 1 else 's'}"
-
-
 def lag_sentence(name: str, lag: int, absurd: bool = False) -> str:
     """What this hub lacks of the events hub ``name`` announced, said the right way round.
 
     An implausible claim is said to be one, without its number: heads are not signed.
     """
-    if absurd or lag > LAG_CAP:
+    if absurd:
         return (
             f"{name}'s announced head is implausible: taken at its word, this hub would "
-            f"lack more than {LAG_CAP:,} events that {name} holds. Announcements are not "
-            "signed, so any client on the network can send one in a hub's name; the number "
-            "is not believed. If this stays, tell whoever looks after the network's servers."
+            f"lack more than {LAG_CAP:,} events of one hub. Announcements are not signed, so "
+            "any client on the network can send one in a hub's name; the number is not "
+            "believed. If this stays, tell whoever looks after the network's servers."
         )
     return f"This hub lacks {events_lacking(lag)} that {name} holds."
 

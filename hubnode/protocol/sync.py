@@ -21,7 +21,8 @@ for at most ``SyncLimits.batch`` records, and when the claimant answers that it 
 nothing from there (:meth:`SyncCore.on_empty`) its claim for that hub is dropped until it
 announces again; a claim repeated regardless costs one request per holder backoff. Only
 verified records are stored (by the log), so a false head changes nothing but the
-:meth:`~SyncCore.lag` it makes this node report, which readers cap at :data:`LAG_CAP`.
+:meth:`~SyncCore.lag` it makes this node report, and a claim past :data:`LAG_CAP` is
+flagged (:meth:`~SyncCore.implausible`) rather than counted.
 """
 
 from __future__ import annotations
@@ -31,24 +32,35 @@ from enum import StrEnum
 from typing import Final
 
 LAG_CAP: Final = 1_000_000
-"""The most records a peer's heads may say this node lacks and still be shown as a number.
+"""The most records one hub's announced head may put beyond what this node holds of that
+hub and still be believed.
 
-A hub appends thousands of events a year; only a node new to a very large network lacks
-more, and that shrinks as it fetches. Past the cap a claim is shown as "more than
-1,000,000 (implausible)": most likely a false heads message (see :func:`bounded_lag`).
+A hub appends thousands of events a year, so no real chain runs a million ahead of a copy
+of it: such a claim is most likely a false heads message (heads are unsigned). It is
+still fetched from (one batch at a time) but not counted in :meth:`SyncCore.lag`; it is
+flagged instead (:meth:`SyncCore.implausible`). The cap is per hub, not on the total, so a
+node new to a large network, lacking millions of records over hundreds of hubs, shows
+its real lag.
 """
 
 
 def bounded_lag(lag: object, implausible: object = False) -> tuple[int | None, bool]:
-    """A lag fit to show: ``(records, implausible)``, the records at most :data:`LAG_CAP`.
-
-    Takes what a status file holds, whoever wrote it: anything but a non-negative integer
-    is ``(None, False)`` (nothing to show); past the cap, or flagged by the writer, it is
-    implausible.
-    """
+    """A lag fit to show from what a status file holds, whoever wrote it: ``(records,
+    implausible)``; anything but a non-negative integer is ``(None, False)``, and a lag no
+    network could have (past :data:`LAG_CAP` per hub for 10,000 hubs) is flagged."""
     if isinstance(lag, bool) or not isinstance(lag, int) or lag < 0:
         return None, False
-    return min(lag, LAG_CAP), lag > LAG_CAP or implausible is True
+    absurd = lag > LAG_CAP * 10_000
+    return (0 if absurd else lag), absurd or implausible is True
+
+
+def events_lacking(lag: int, implausible: bool = False) -> str:
+    """What this hub lacks of a peer's announced events, for people: "1 event",
+    "999,999 events", and a note when the peer also made an implausible claim."""
+    said = f"{lag:,} event{'' if lag == 1 else 's'}"
+    if implausible:
+        said += f" (and a claim of more than {LAG_CAP:,} more, not believed)"
+    return said
 
 
 class FetchState(StrEnum):
@@ -250,17 +262,21 @@ class SyncCore:
 
     def lag(self, peer: bytes) -> int:
         """How far this node lags behind ``peer``: the records of every hub ``peer``
-        announced that this node does not hold yet (what this node lacks, not the peer).
+        announced that this node does not hold yet (what this node lacks, not the peer),
+        leaving out the claims past :data:`LAG_CAP` (:meth:`implausible`)."""
+        return sum(gap for gap in self._gaps(peer).values() if gap <= LAG_CAP)
 
-        Heads are unsigned, so this is the peer's claim, unbounded: show it through
-        :func:`bounded_lag`.
-        """
+    def implausible(self, peer: bytes) -> list[bytes]:
+        """The hubs whose head ``peer`` announced more than :data:`LAG_CAP` records beyond
+        what this node holds: not believed (heads are unsigned), not counted in :meth:`lag`."""
+        return sorted(hub for hub, gap in self._gaps(peer).items() if gap > LAG_CAP)
+
+    def _gaps(self, peer: bytes) -> dict[bytes, int]:
         view = self.peers.get(peer)
         if view is None:
-            return 0
-        return sum(
-            max(0, seq - self.local.get(hub, (0, b""))[0]) for hub, (seq, _) in view.heads.items()
-        )
+            return {}
+        gaps = {hub: seq - self.local.get(hub, (0, b""))[0] for hub, (seq, _) in view.heads.items()}
+        return {hub: gap for hub, gap in gaps.items() if gap > 0}
 
     def behind(self) -> dict[bytes, int]:
         """Per hub, the highest seq any peer announced above what this node holds."""

@@ -462,7 +462,11 @@ class Gossip:
             # the claimed events; only records signed by this hub's key, once fetched,
             # stop appends (ingest). A bare claim must not: it would stop them for good.
             self._own_claimed = claimed[0]
-            log.warning(
+            # Once per sender: a spoofer raising its claim one by one must not flood the log.
+            level = logging.DEBUG if (sender, "own-ahead") in self._warned else logging.WARNING
+            self._warned.add((sender, "own-ahead"))
+            log.log(
+                level,
                 "%s announces this hub's own events up to seq %d, beyond this log: "
                 "fetching them (restored from a backup?)",
                 short_hub(sender),
@@ -470,11 +474,11 @@ class Gossip:
             )
         trusted = {h: (s, i) for h, (s, i) in message.heads.items() if h in self.trust}
         self._spawn_fetches(self.core.on_peer_heads(sender, trusted, now))
-        if self.core.lag(sender) > LAG_CAP and (sender, "implausible") not in self._warned:
+        if self.core.implausible(sender) and (sender, "implausible") not in self._warned:
             self._warned.add((sender, "implausible"))
             log.warning(
-                "heads in the name of %s claim more than %d events this node lacks: "
-                "implausible (heads are not signed; another client may be sending them)",
+                "heads in the name of %s claim more than %d events of one hub beyond this "
+                "node: implausible (heads are not signed; another client may be sending them)",
                 short_hub(sender),
                 LAG_CAP,
             )
@@ -570,8 +574,8 @@ class Gossip:
 
         Per peer: ``last_record`` and ``last_heard`` (wall-clock seconds, or None; see
         :class:`PeerSeen`), the ``heads`` it last announced, and ``lag``: how many records
-        those heads say this node lacks, at most ``LAG_CAP``, with ``lag_claim_absurd``
-        when the claim went past it.
+        those heads say this node lacks, with ``lag_claim_absurd`` when they also claimed a
+        hub more than ``LAG_CAP`` records beyond this node (not counted in ``lag``).
         """
         now = self._clock()
         wall = time.time()
@@ -581,13 +585,12 @@ class Gossip:
 
         peers: dict[str, Any] = {}
         for p, seen in self.peers.items():
-            lag = self.core.lag(p)
             peers[hub_display(p)] = {
                 "last_record": moment(seen.last_record),
                 "last_heard": moment(seen.last_heard),
                 "heads": {hub_display(h): s for h, (s, _) in seen.heads.items()},
-                "lag": min(lag, LAG_CAP),
-                "lag_claim_absurd": lag > LAG_CAP,
+                "lag": self.core.lag(p),
+                "lag_claim_absurd": bool(self.core.implausible(p)),
             }
         return {
             "nats": {"url": self.nats_url, "connected": self.connected},
