@@ -243,6 +243,26 @@ def spoofed_status(net: Net) -> dict[str, Any]:
     return status
 
 
+def test_claims_of_this_hubs_own_events_raised_one_by_one_warn_once(
+    net: Net, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 12 item 8: a spoofer raising its claim of this hub's own head one seq at a time
+    gets one warning in the node's log, not one per message."""
+
+    async def run() -> None:
+        async with await net.a.open_log() as log:
+            gossip = Gossip(log, TrustSet(net.a.hub, [net.b.hub]), clock=FakeClock())
+            for seq in range(10, 60):
+                spoof = m.HeadsMessage(net.b.hub, {net.a.hub: (seq, FAKE_ID)})
+                await gossip._on_heads(_Msg(m.encoder.encode(spoof)))
+            await gossip.stop()
+
+    with caplog.at_level("WARNING", logger="hubnode"):
+        asyncio.run(run())
+    said = [r for r in caplog.records if "announces this hub's own events" in r.getMessage()]
+    assert len(said) == 1, [r.getMessage() for r in said]
+
+
 def test_a_spoofed_absurd_head_is_capped_flagged_and_moves_only_last_heard(
     net: Net, desk: Desk
 ) -> None:
