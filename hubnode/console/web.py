@@ -96,6 +96,7 @@ class Console:
             lstrip_blocks=True,
         )
         self.templates.filters["when"] = when
+        self.templates.filters["urlpart"] = urlpart
 
     @property
     def idle_ms(self) -> int:
@@ -267,6 +268,14 @@ def plain(message: str) -> str:
     ```hubnode …```), which mean nothing in a page; first letter capitalised."""
     text = _CLI_HINT.sub("", message).strip()
     return text[:1].upper() + text[1:] if text else message
+
+
+def urlpart(value: object) -> str:
+    """``value`` (an id) as one part of a link's path or query, percent-encoded: an id
+    holding ``/``, ``..``, ``?``, ``#`` or ``&`` cannot make a link lead to another page.
+    Colons stay (``/referrals/hub:…:ID``): after a path's first ``/`` or in a query value
+    they mean nothing. Every link and redirect that carries an id goes through it."""
+    return quote(str(value), safe=":")
 
 
 def when(ms: int | None) -> str:
