@@ -110,7 +110,7 @@ def check_secret_mode(path: Path, mode: int, what: str, *, strict: bool) -> None
         f"this hub's secret keys; run `chmod 600 {path}`"
     )
     if strict:
-        raise ConfigError(message + " (refused: --strict)")
+        raise ConfigError(message + " (refused in strict mode: --strict or HUBNODE_STRICT=1)")
     if path not in _warned:
         _warned.add(path)
         log.warning("%s", message)

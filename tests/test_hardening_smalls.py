@@ -36,6 +36,7 @@ from hubnode.events.ids import hub_display
 from hubnode.events.pathway import Subject
 from hubnode.events.skills import ItemId
 from hubnode.events.tenders import ClusterId, LotId, Period, TenderShared, Value
+from hubnode.privacy.keyring import KEYRING_FILE, Keyring
 from hubnode.projections.feedback import (
     FeedbackProjection,
     ServiceRating,
@@ -326,6 +327,17 @@ def test_run_strict_refuses_to_start_with_an_open_key_file(cli: CliRunner, hub: 
     strict = cli.invoke(app, list(map(str, append)), env={"HUBNODE_STRICT": "1"})
     one_line_error(strict, 1, f"chmod 600 {hub / KEY_FILE}")
     assert own_kinds(hub) == []
+
+
+def test_a_keyring_open_to_others_is_refused_when_strict(hub: Path) -> None:
+    """Issue 12 item 10: the keyring (seal keys, people's data keys) is checked alike."""
+    folder = HubFolder.open(hub)
+    Keyring.open(folder).close()
+    (hub / KEYRING_FILE).chmod(0o604)
+    Keyring.open(folder).close()  # a warning only
+    folder.strict_keys = True
+    with pytest.raises(ConfigError, match=re.escape(f"chmod 600 {hub / KEYRING_FILE}")):
+        Keyring.open(folder)
 
 
 # -- a config file that is not text -------------------------------------------------------
