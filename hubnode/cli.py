@@ -276,6 +276,15 @@ def run(
         typer.Option(help="Use this NATS server instead of the embedded one (config: nats_url)."),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            envvar="HUBNODE_STRICT",
+            help="Refuse to start if the key file or keyring is open to other users "
+            "(mode & 077), instead of logging a warning.",
+        ),
+    ] = False,
 ) -> None:
     """Run this hub's node until SIGINT/SIGTERM: gossip with peers over NATS, catch up, serve."""
     import logging
@@ -284,6 +293,7 @@ def run(
     from hubnode.node import Node
 
     folder = folder_of(data)
+    folder.strict_keys = folder.strict_keys or strict
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",

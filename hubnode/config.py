@@ -27,6 +27,9 @@ CONFIG_FILE: Final = "hubnode.toml"
 KEY_FILE: Final = "keys/hub.pem"
 LOG_FILE: Final = "log.sqlite3"
 EMBEDDED: Final = "embedded"
+UTF8_BOM: Final = b"\xef\xbb\xbf"
+STRICT_ENV: Final = "HUBNODE_STRICT"
+"""Set to 1: every command refuses a key file other users may read (docs/operating.md)."""
 
 _HEADER: Final = """\
 # hubnode configuration for one hub. Plain TOML: safe to read and edit.
@@ -117,6 +120,9 @@ class HubFolder:
     def __init__(self, path: Path, config: Config) -> None:
         self.path = path
         self.config = config
+        self.strict_keys = False
+        """Refuse, rather than warn about, secret files other users may read or write
+        (``hubnode run --strict``, or ``HUBNODE_STRICT=1`` for every command)."""
 
     @property
     def hub(self) -> bytes:
@@ -165,10 +171,20 @@ class HubFolder:
         except OSError as e:
             raise ConfigError(f"cannot read {cfg}: {e.strerror}") from e
         try:
-            config = msgspec.toml.decode(text, type=Config)
+            # Some editors start a UTF-8 file with a BOM, which TOML readers refuse.
+            config = msgspec.toml.decode(text.removeprefix(UTF8_BOM), type=Config)
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"{cfg} is not UTF-8 text (at byte {e.start}): save it as UTF-8, "
+                "or restore the file `hubnode init` wrote from a backup"
+            ) from None
+        except RecursionError:
+            raise ConfigError(f"{cfg} is invalid: nested too deeply to read") from None
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             raise ConfigError(f"{cfg} is invalid: {e}") from None
-        return cls(path, config)
+        folder = cls(path, config)
+        folder.strict_keys = os.environ.get(STRICT_ENV, "") not in ("", "0")
+        return folder
 
     def save_config(self) -> None:
         """Write the config atomically (temp file, fsync, rename)."""
@@ -192,7 +208,7 @@ class HubFolder:
         return True
 
     def key(self) -> SigningKey:
-        key = SigningKey.load(self.path / KEY_FILE)
+        key = SigningKey.load(self.path / KEY_FILE, strict=self.strict_keys)
         if key.public != self.hub:
             raise ConfigError(
                 f"{self.path / KEY_FILE} is not the key of {self.config.hub_id} named in "

@@ -7,7 +7,9 @@ with test vectors in docs/privacy.md; :mod:`hubnode.privacy` builds on these pri
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,6 +31,8 @@ DATA_KEY_SIZE = 32
 NONCE_SIZE = 12
 TAG_SIZE = 16
 SEAL_INFO = b"hubnode seal v1"
+
+log = logging.getLogger("hubnode.keys")
 
 
 class SigningKey:
@@ -71,9 +75,14 @@ class SigningKey:
             os.fsync(f.fileno())
 
     @classmethod
-    def load(cls, path: Path) -> SigningKey:
+    def load(cls, path: Path, *, strict: bool = False) -> SigningKey:
+        """The key in ``path``. A file other users may read or write (mode ``& 0o077``) is
+        logged as a warning, once per file and process, or refused with ``strict``."""
         try:
-            pem = path.read_bytes()
+            with open(path, "rb") as f:
+                # The mode of the file opened, not of whatever the path names a moment later.
+                check_secret_mode(path, os.fstat(f.fileno()).st_mode, "key file", strict=strict)
+                pem = f.read()
         except OSError as e:
             raise ConfigError(f"cannot read key file {path}: {e.strerror}") from e
         try:
@@ -86,6 +95,25 @@ class SigningKey:
 
     def __repr__(self) -> str:
         return f"SigningKey(public={self.public.hex()})"
+
+
+_warned: set[Path] = set()
+
+
+def check_secret_mode(path: Path, mode: int, what: str, *, strict: bool) -> None:
+    """Refuse (``strict``: ConfigError) or log a warning (once per file and process) if
+    ``mode``, the mode of the secret file ``path``, lets other users read or write it."""
+    if not mode & 0o077:
+        return
+    message = (
+        f"{what} {path} is open to other users (mode {stat.S_IMODE(mode):04o}) but holds "
+        f"this hub's secret keys; run `chmod 600 {path}`"
+    )
+    if strict:
+        raise ConfigError(message + " (refused in strict mode: --strict or HUBNODE_STRICT=1)")
+    if path not in _warned:
+        _warned.add(path)
+        log.warning("%s", message)
 
 
 @lru_cache(maxsize=4096)

@@ -407,18 +407,19 @@ def kill_if_alive(pid: int | None) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-async def hubnode(*args: str) -> tuple[int, str, str]:
-    """Run the ``hubnode`` console script; (exit code, stdout, stderr)."""
+async def hubnode(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+    """Run the ``hubnode`` console script, with ``stdin`` as its input; (exit code,
+    stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
         str(HUBNODE),
         *args,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     try:
         async with asyncio.timeout(30):
-            out, err = await proc.communicate()
+            out, err = await proc.communicate(stdin)
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -427,8 +428,8 @@ async def hubnode(*args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-async def hubnode_json(*args: str) -> Any:
+async def hubnode_json(*args: str, stdin: bytes | None = None) -> Any:
     """Run ``hubnode ARGS --json`` and decode what it prints (failing on a non-zero exit)."""
-    code, out, err = await hubnode(*args, "--json")
+    code, out, err = await hubnode(*args, "--json", stdin=stdin)
     assert code == 0, f"hubnode {' '.join(args)} exited {code}: {err}"
     return msgspec.json.decode(out)

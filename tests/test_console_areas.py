@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html as html_
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -28,7 +28,7 @@ TENDER = "ocds-hubnode-aaaa-1"
 @pytest.fixture(scope="module")
 def made_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Hubs a, b, c (see :class:`Net`); b also publishes a free befriending service open
-    on Mondays, a rates b's debt advice, c shares a care tender and b forms a bid cluster
+    on Mondays, a and c rate b's debt advice, c shares a care tender and b forms a bid cluster
     for it."""
     root = tmp_path_factory.mktemp("console-areas")
     net = Net.create(root)
@@ -43,11 +43,13 @@ def made_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
             CapacityReported(service="befriending", status="waitlist", as_of="2033-06-01"),
         )
 
-    async def rate(cw: Casework) -> None:
-        ref = ServiceRef(hub=hub_display(net.b.hub), id="debt-advice")
-        for n, (rating, comment) in enumerate([(4, "Kind and quick"), (2, "Long wait")]):
-            body = FeedbackSubmitted(feedback=f"f{n}", service=ref, rating=rating, comment=comment)
+    def rating(stars: int, comment: str) -> Callable[[Casework], Awaitable[None]]:
+        async def rate(cw: Casework) -> None:
+            ref = ServiceRef(hub=hub_display(net.b.hub), id="debt-advice")
+            body = FeedbackSubmitted(feedback="f1", service=ref, rating=stars, comment=comment)
             await cw.log.append("feedback.submitted", body)
+
+        return rate
 
     async def share(cw: Casework) -> None:
         await cw.log.append(
@@ -70,7 +72,8 @@ def made_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
     act(net.c, share)
     net.gossip()
     act(net.b, publish)
-    act(net.a, rate)
+    act(net.a, rating(4, "Kind and quick"))  # each rating hub counts once: two hubs rate
+    act(net.c, rating(2, "Long wait"))
     net.gossip()
     return root
 
@@ -182,7 +185,7 @@ def test_a_service_page_shows_details_capacity_and_feedback(desk: Desk, net: Net
     assert "Rated 3.0 out of 5 from 2 ratings" in words
     # Newest first, each from the hub that rated it.
     assert words.index("Long wait") < words.index("Kind and quick")
-    assert "2 out of 5, from Hub A" in words
+    assert "2 out of 5, from Hub C" in words
     befriending = text_of(desk.get(service_path(net, "befriending")).text)
     assert "Adults living alone" in befriending and "Monday: 09:00 to 17:00" in befriending
     assert "Not rated yet" in befriending

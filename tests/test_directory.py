@@ -498,10 +498,11 @@ def test_search_shows_each_services_ratings_from_the_feedback_view(hub: Path) ->
                     "--rating", rating)  # fmt: skip
         assert rated.exit_code == 0, rated.output
 
+    # One rating hub counts once, with its latest rating (issue 12 item 10).
     found = {s["id"]: (s["ratings"], s["average_rating"]) for s in search(hub)}
-    assert found == {"debt-advice": (3, 4.33), "counselling": (0, None)}
+    assert found == {"debt-advice": (1, 4.0), "counselling": (0, None)}
     table = run("directory", "search", "--data", hub)
     assert table.exit_code == 0, table.output
     rows = {line.split("│")[2].strip(): line.split("│")[-2].strip()
             for line in table.stdout.splitlines() if line.startswith("│")}  # fmt: skip
-    assert rows == {"Debt advice": "4.33 (3 ratings)", "Counselling": "-"}
+    assert rows == {"Debt advice": "4.00 (1 rating)", "Counselling": "-"}

@@ -34,8 +34,10 @@ def ok(cli: CliRunner, *args: str | Path, input: str | None = None) -> Result:
     return result
 
 
-def refused(cli: CliRunner, *args: str | Path, code: int = 1, says: str) -> Result:
-    result = run(cli, *args)
+def refused(
+    cli: CliRunner, *args: str | Path, code: int = 1, says: str, input: str | None = None
+) -> Result:
+    result = run(cli, *args, input=input)
     assert result.exit_code == code, result.output
     assert says in " ".join(result.output.split()), result.output
     return result
@@ -85,14 +87,19 @@ def hubs(cli: CliRunner, tmp_path: Path) -> Hubs:
     return Hubs(cli, tmp_path)
 
 
+def person(name: str, **fields: str) -> str:
+    """The person's details as `enquiry log --from-file -` reads them on stdin."""
+    return json.dumps({"name": name, **fields})
+
+
 def log_enquiry(cli: CliRunner, hub: Path, *consent: str, name: str = "Ada Lovelace") -> str:
     # fmt: off
-    args = ["enquiry", "log", "--data", hub, "--name", name, "--phone", "07700 900123",
-            "--need", "debt", "--channel", "walk-in", "--area", "dl1"]
+    args = ["enquiry", "log", "--data", hub, "--from-file", "-",
+            "--need", "debt", "--channel", "walk-in", "--area", "dl1", "--json"]
     # fmt: on
     for c in consent:
         args += ["--consent", c]
-    logged = as_json(cli, *args)
+    logged = json.loads(ok(cli, *args, input=person(name, phone="07700 900123")).stdout)
     subject: str = logged["subject"]
     return subject
 
@@ -193,8 +200,8 @@ def test_the_person_is_only_ever_a_pseudonym_in_output_and_in_the_log(
 ) -> None:
     a, b, _ = hubs
     name = "Þórunn Quux-Planted"
-    log = ("enquiry", "log", "--data", a, "--name", name, "--need", "debt", "--channel", "phone")
-    logged = ok(cli, *log, "--consent", hubs.ids[1])
+    log = ("enquiry", "log", "--data", a, "--from-file", "-", "--need", "debt")
+    logged = ok(cli, *log, "--channel", "phone", "--consent", hubs.ids[1], input=person(name))
     assert name not in logged.output and "s-" in logged.output
     gossip(a, b)
     for hub in (a, b):
@@ -331,10 +338,12 @@ def test_two_hubs_claiming_one_open_referral_end_up_with_the_same_receiver_every
 
 def test_enquiry_log_needs_the_fields_when_nobody_can_be_asked(cli: CliRunner, hubs: Hubs) -> None:
     log = ("enquiry", "log", "--data", hubs.paths[0], "--need", "debt")
-    refused(cli, *log, "--channel", "web", code=2, says="--name is needed")
+    refused(cli, *log, "--channel", "web", code=2, says="the person's details are needed")
+    stdin = ("--from-file", "-")
+    refused(cli, *log, *stdin, "--channel", "web", input="{}", code=2, says="name is needed")
     fax = "--channel 'fax': use one of walk-in, phone, web, paper"
-    refused(cli, *log, "--name", "Jo", "--channel", "fax", code=2, says=fax)
-    refused(cli, *log, "--name", "Jo", "--channel", "web", "--dob", "31/01/1990", code=2,
+    refused(cli, *log, *stdin, "--channel", "fax", input=person("Jo"), code=2, says=fax)
+    refused(cli, *log, *stdin, "--channel", "web", input=person("Jo", dob="31/01/1990"), code=2,
             says="YYYY-MM-DD")  # fmt: skip
 
 
@@ -343,7 +352,10 @@ def test_enquiry_log_asks_for_missing_fields_on_a_terminal(
 ) -> None:
     monkeypatch.setattr(pathway, "interactive", lambda: True)
     a = hubs.paths[0]
-    result = ok(cli, "enquiry", "log", "--data", a, "--json", input="Jo Bloggs\nhousing\nphone\n")
+    # The name, then phone, email, date of birth, address and notes (Enter: none), then
+    # the need and the channel.
+    answers = "Jo Bloggs\n07700 900123\n\n\n\n\nhousing\nphone\n"
+    result = ok(cli, "enquiry", "log", "--data", a, "--json", input=answers)
     logged = json.loads(result.stdout.splitlines()[-1])
     assert logged["subject"].startswith("s-")
     shown = ok(cli, "log", "show", "--data", a, "--kind", "enquiry.logged", "--json")

@@ -23,22 +23,22 @@ from tests.cluster import Cluster, hubnode, hubnode_json, wait_until
 
 PEOPLE = [
     {
-        "--name": "Quenby Xylofax-Ørnebjerg",
-        "--phone": "+44 7700 913582",
-        "--email": "quenby.xylofax.7731@example.net",
-        "--dob": "1907-11-13",
-        "--address": "42 Wyvernholt Lane, Darlington",
-        "--notes": "keeps a budgerigar named Ptolemy Quasar",
+        "name": "Quenby Xylofax-Ørnebjerg",
+        "phone": "+44 7700 913582",
+        "email": "quenby.xylofax.7731@example.net",
+        "dob": "1907-11-13",
+        "address": "42 Wyvernholt Lane, Darlington",
+        "notes": "keeps a budgerigar named Ptolemy Quasar",
     },
     {
-        "--name": "Дмитрий Зубоскалович",
-        "--phone": "07700 900461",
-        "--email": "dmitri.zuboskal@example.org",
-        "--dob": "1911-04-29",
-        "--address": "Квартира 7, улица Ленина",
+        "name": "Дмитрий Зубоскалович",
+        "phone": "07700 900461",
+        "email": "dmitri.zuboskal@example.org",
+        "dob": "1911-04-29",
+        "address": "Квартира 7, улица Ленина",
     },
-    {"--name": "王小明樂天派", "--email": "wang.xiaoming.lt@example.com", "--dob": "1913-08-17"},
-    {"--name": "مريم الزهراوي القرطبي", "--phone": "+44 1325 771 392"},
+    {"name": "王小明樂天派", "email": "wang.xiaoming.lt@example.com", "dob": "1913-08-17"},
+    {"name": "مريم الزهراوي القرطبي", "phone": "+44 1325 771 392"},
 ]
 REFERRAL_NOTE = "prefers calls after Zephyrtide Marrowbrook"
 FOLLOWUP_NOTE = "said the Glimmerfold office was shut"
@@ -84,8 +84,8 @@ def files_under(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-async def cli_json(*args: str) -> Any:
-    return await hubnode_json(*(str(a) for a in args))
+async def cli_json(*args: str, stdin: bytes | None = None) -> Any:
+    return await hubnode_json(*(str(a) for a in args), stdin=stdin)
 
 
 async def cli(*args: str) -> str:
@@ -95,7 +95,7 @@ async def cli(*args: str) -> str:
 
 
 def test_encodings_find_a_value_wherever_it_sits() -> None:
-    value = PEOPLE[1]["--name"]
+    value = PEOPLE[1]["name"]
     for encoding, _ in encodings(value):
         blob_by = {
             "utf-8": value.encode(),
@@ -160,10 +160,10 @@ async def run_the_pathway(cluster: Cluster, a: HubFolder, b: HubFolder, c: HubFo
     da, db, dc = (str(f.path) for f in (a, b, c))
     subjects = []
     for person in PEOPLE:
-        args = [x for pair in person.items() for x in pair]
         logged = await cli_json(
-            "enquiry", "log", "--data", da, *args, "--need", "housing",
+            "enquiry", "log", "--data", da, "--from-file", "-", "--need", "housing",
             "--channel", "walk-in", "--area", "DL1", "--consent", b.config.hub_id,
+            stdin=json.dumps(person).encode(),
         )  # fmt: skip
         subjects.append(logged["subject"])
     made = await cli_json(
@@ -200,7 +200,7 @@ async def run_the_pathway(cluster: Cluster, a: HubFolder, b: HubFolder, c: HubFo
     await wait_until(lambda: readable(db, subjects[0], True), 15, "B to read person 1")
     await wait_until(lambda: readable(dc, subjects[0], False), 15, "C to know of person 1")
     shown = await cli_json("person", "show", "--data", db, subjects[0])
-    assert shown["details"][0]["name"] == PEOPLE[0]["--name"]
+    assert shown["details"][0]["name"] == PEOPLE[0]["name"]
     shown_note = await cli_json("referral", "show", "--data", db, ref)
     assert REFERRAL_NOTE in str(shown_note)
 

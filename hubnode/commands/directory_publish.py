@@ -189,10 +189,13 @@ def _hint(message: str) -> str:
 
 
 def _json_fields(kind: str, text: str) -> dict[str, Any]:
+    # A body pasted from a file saved with a BOM ("$(cat body.json)") starts with U+FEFF.
     try:
-        fields = msgspec.json.decode(text, type=dict[str, Any])
+        fields = msgspec.json.decode(text.removeprefix("\ufeff"), type=dict[str, Any])
     except msgspec.DecodeError as e:
         fail(f"--json: not a JSON object ({e})", 2)
+    except RecursionError:
+        fail("--json: not read, its JSON is nested too deeply", 2)
     known = {f.encode_name for f in msgspec.structs.fields(KINDS.spec(kind).body)}
     unknown = sorted(set(fields) - known)
     if unknown:

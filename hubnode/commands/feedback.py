@@ -147,19 +147,19 @@ def feedback_submit(
 
 @feedback_app.command("show")
 def feedback_show(data: DataOpt, service: ServiceOpt, as_json: JsonOpt = False) -> None:
-    """One service's ratings: how many, the average, and each comment."""
+    """One service's ratings: how many count (one per rating hub), the average, each comment."""
     hub, service_id = parse_service(service)
     runner = caught_up(folder_of(data))
     rows = service_feedback(runner, hub, service_id)
     runner.close()
-    total = sum(r.rating for r in rows)
-    avg = average(total, len(rows)) if rows else None
+    counted = [r.rating for r in rows if r.counted]
+    avg = average(sum(counted), len(counted)) if counted else None
     shown = subject_of(hub, service_id)
     if as_json:
         print_json(
             {
                 "service": shown,
-                "count": len(rows),
+                "count": len(counted),
                 "average": avg,
                 "ratings": [asdict(r) for r in rows],
             }
@@ -168,8 +168,12 @@ def feedback_show(data: DataOpt, service: ServiceOpt, as_json: JsonOpt = False) 
     if not rows:
         out.print(f"{shown}: no ratings yet", markup=False)
         return
-    out.print(f"{shown}: {len(rows)} ratings, average {avg:.2f} out of 5", markup=False)
-    table = Table("rating", "comment", "from hub", "when", "revised")
+    out.print(
+        f"{shown}: {_many(len(rows), 'rating')} from {_many(len(counted), 'hub')} "
+        f"(each hub's latest counts), average {avg:.2f} out of 5",
+        markup=False,
+    )
+    table = Table("rating", "comment", "from hub", "when", "revised", "counts")
     for r in rows:
         table.add_row(
             "★" * r.rating,
@@ -177,8 +181,13 @@ def feedback_show(data: DataOpt, service: ServiceOpt, as_json: JsonOpt = False) 
             r.submitter[:18] + "…",
             when(r.ts),
             "yes" if r.revised else "",
+            "yes" if r.counted else "",
         )
     out.print(table)
+
+
+def _many(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @feedback_app.command("summary")

@@ -13,12 +13,12 @@ import json
 import re
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, NamedTuple
 
 import msgspec
 import typer
 
-from hubnode.commands.common import DataOpt, fail, folder_of, out
+from hubnode.commands.common import DataOpt, err, fail, folder_of, out
 from hubnode.commands.directory import Listing, _listings
 from hubnode.commands.directory_publish import _append
 from hubnode.events.directory import CATEGORIES, DAYS, ServicePublished
@@ -206,6 +206,37 @@ def directory_export(
 
 # -- HSDS 3.0 import -----------------------------------------------------------------------
 
+MAX_IMPORT_BYTES: Final = 64 * 1024 * 1024
+"""The largest HSDS file an import reads: a region's directory fits many times over."""
+MAX_IMPORT_SERVICES: Final = 10_000
+"""The most services one import publishes; split a larger file."""
+UTF8_BOM: Final = b"\xef\xbb\xbf"
+"""Some editors start UTF-8 files with it; JSON and TOML readers refuse it, so it is dropped."""
+
+
+class Cut(NamedTuple):
+    """A text value longer than hubnode keeps, cut to ``limit`` characters on import."""
+
+    field: str
+    length: int
+    limit: int
+
+
+class _Texts:
+    """Reads the text values of one record, noting each one cut to hubnode's limit."""
+
+    def __init__(self) -> None:
+        self.cuts: list[Cut] = []
+
+    def __call__(self, value: object, field: str, limit: int = 200) -> str:
+        if not isinstance(value, str):
+            return ""
+        text = value.strip()
+        if len(text) > limit:
+            self.cuts.append(Cut(field, len(text), limit))
+            return text[:limit].rstrip()
+        return text
+
 
 def _clean_phone(number: object) -> str | None:
     if not isinstance(number, str):
@@ -214,57 +245,70 @@ def _clean_phone(number: object) -> str | None:
     return cleaned if re.fullmatch(r"\+?[0-9][0-9 ()-]{4,24}", cleaned) else None
 
 
-def _text(value: object, limit: int = 200) -> str:
-    return value.strip()[:limit] if isinstance(value, str) else ""
-
-
 def _list(value: object) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
+def _clock(value: object) -> str:
+    """``HH:MM`` of an HSDS time (``09:00`` or ``09:00:00``); '' if it is not text."""
+    return value.strip()[:5] if isinstance(value, str) else ""
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def fields_from_hsds(
     record: dict[str, Any], *, organisation: str, categories: list[str]
-) -> dict[str, Any]:
-    """``service.published`` fields from an HSDS 3.0 service record (unmapped fields dropped)."""
-    sid = _text(record.get("id"), 64)
+) -> tuple[dict[str, Any], list[Cut]]:
+    """``service.published`` fields from an HSDS 3.0 service record (unmapped fields
+    dropped), and the text values cut to fit. Values of the wrong type are left out, so
+    any JSON record maps without an error; the body's own checks then say what is wrong."""
+    text = _Texts()
+    # The id is never cut: a cut id would name another service (or clash with one).
+    sid = record["id"].strip() if isinstance(record.get("id"), str) else ""
     fields: dict[str, Any] = {
         "id": sid,
-        "name": _text(record.get("name")),
-        "description": _text(record.get("description"), 5000) or _text(record.get("name")),
+        "name": text(record.get("name"), "name"),
+        "description": text(record.get("description"), "description", 5000)
+        or text(record.get("name"), "name"),
     }
-    org = record.get("organization") if isinstance(record.get("organization"), dict) else {}
-    assert isinstance(org, dict)
-    fields["organisation"] = _text(org.get("name")) or organisation
-    fields["organisation_description"] = _text(org.get("description"), 5000)
-    fields["eligibility"] = _text(record.get("eligibility_description"), 5000)
+    org = _dict(record.get("organization"))
+    fields["organisation"] = text(org.get("name"), "organization.name") or organisation
+    fields["organisation_description"] = text(
+        org.get("description"), "organization.description", 5000
+    )
+    fields["eligibility"] = text(
+        record.get("eligibility_description"), "eligibility_description", 5000
+    )
     for key in ("url", "email"):
         if isinstance(record.get(key), str) and record[key].strip():
             fields[key] = record[key].strip()
     tags = []
     for attribute in _list(record.get("attributes")):
-        term = attribute.get("taxonomy_term")
-        code = term.get("code") if isinstance(term, dict) else None
-        if code in CATEGORIES and code not in tags:
+        code = _dict(attribute.get("taxonomy_term")).get("code")
+        if isinstance(code, str) and code in CATEGORIES and code not in tags:
             tags.append(code)
     fields["categories"] = tags or list(dict.fromkeys(categories))
     costs = []
     for c in _list(record.get("cost_options")):
-        amount, option = c.get("amount"), _text(c.get("option"))
-        is_free = amount in (None, 0) and (amount == 0 or "free" in option.casefold())
+        amount, option = c.get("amount"), text(c.get("option"), "cost_options.option")
+        is_free = amount is None or (type(amount) in (int, float) and amount == 0)
+        is_free = is_free and (amount == 0 or "free" in option.casefold())
         cost: dict[str, Any] = {"kind": "free" if is_free else "fee"}
         if not is_free:
             cost["amount"] = amount
-            cost["currency"] = _text(c.get("currency")).upper() or None
+            cost["currency"] = text(c.get("currency"), "cost_options.currency").upper() or None
         if option not in ("Free", "Fee"):
             cost["option"] = option
-        cost["description"] = _text(c.get("amount_description"))
+        cost["description"] = text(c.get("amount_description"), "cost_options.amount_description")
         costs.append(cost)
     fields["costs"] = costs
     fields["languages"] = list(
         dict.fromkeys(
-            _text(lang.get("code")).lower()
+            code.lower()
             for lang in _list(record.get("languages"))
-            if _text(lang.get("code"))
+            if (code := text(lang.get("code"), "languages.code"))
         )
     )
     schedule_records = _list(record.get("schedules"))
@@ -272,38 +316,42 @@ def fields_from_hsds(
         schedule_records += _list(sal.get("schedules"))
     schedules: list[dict[str, Any]] = []
     for sch in schedule_records:
-        days = [d.strip() for d in _text(sch.get("byday")).split(",") if d.strip() in DAYS]
-        opens, closes = _text(sch.get("opens_at"))[:5], _text(sch.get("closes_at"))[:5]
+        byday = sch.get("byday")
+        days = [d.strip() for d in byday.split(",")] if isinstance(byday, str) else []
+        days = [d for d in days if d in DAYS]
+        opens, closes = (_clock(sch.get("opens_at")), _clock(sch.get("closes_at")))
         if sch.get("freq", "WEEKLY") != "WEEKLY" or not days or not opens or not closes:
             continue  # hubnode keeps simple weekly hours only
         hours = {
             "days": days,
             "opens": opens,
             "closes": closes,
-            "note": _text(sch.get("description")),
+            "note": text(sch.get("description"), "schedules.description"),
         }
         if hours not in schedules:
             schedules.append(hours)
     fields["schedules"] = schedules
     areas: list[str] = []
     for area in _list(record.get("service_areas")):
-        for text in (_text(area.get("name"), 5000), _text(area.get("description"), 5000)):
-            areas += [d for d in _DISTRICT.findall(text) if d not in areas]
+        for value in (area.get("name"), area.get("description")):
+            if isinstance(value, str):  # districts are found anywhere in it: nothing is cut
+                areas += [d for d in _DISTRICT.findall(value) if d not in areas]
     fields["areas"] = areas
     for sal in _list(record.get("service_at_locations")):
-        loc = sal.get("location")
-        addresses = _list(loc.get("addresses")) if isinstance(loc, dict) else []
-        if not isinstance(loc, dict) or not addresses:
+        loc = _dict(sal.get("location"))
+        addresses = _list(loc.get("addresses"))
+        if not addresses:
             continue
         a = addresses[0]
-        lines = [_text(a.get(k)) for k in ("address_1", "address_2") if _text(a.get(k))]
+        lines = [t for k in ("address_1", "address_2") if (t := text(a.get(k), f"address.{k}"))]
         fields["location"] = {
-            "name": _text(loc.get("name")),
+            "name": text(loc.get("name"), "location.name"),
             "address": lines,
-            "town": _text(a.get("city")),
-            "region": _text(a.get("region")) or _text(a.get("state_province")),
-            "postcode": _text(a.get("postal_code"), 16).upper(),
-            "country": _text(a.get("country")).upper() or "GB",
+            "town": text(a.get("city"), "address.city"),
+            "region": text(a.get("region"), "address.region")
+            or text(a.get("state_province"), "address.state_province"),
+            "postcode": text(a.get("postal_code"), "address.postal_code", 16).upper(),
+            "country": text(a.get("country"), "address.country").upper() or "GB",
         }
         break
     contacts: list[dict[str, Any]] = []
@@ -312,11 +360,13 @@ def fields_from_hsds(
         phone = next(
             (p for p in (_clean_phone(x.get("number")) for x in _list(c.get("phones"))) if p), None
         )
-        email = _text(c.get("email")) or None
+        email = text(c.get("email"), "contacts.email", 254) or None
         if phone is None and email is None:
             continue
         # Organisational contacts only: the desk or team, never a person's name.
-        label = _text(c.get("department")) or _text(c.get("title"))
+        label = text(c.get("department"), "contacts.department") or text(
+            c.get("title"), "contacts.title"
+        )
         contacts.append({"label": label, "phone": phone, "email": email})
         if phone:
             phones_seen.add(phone)
@@ -326,18 +376,58 @@ def fields_from_hsds(
             phones_seen.add(phone)
             contacts.append({"label": "", "phone": phone})
     fields["contacts"] = contacts
-    return fields
+    return fields, text.cuts
 
 
-def _hsds_records(document: object) -> list[dict[str, Any]]:
+def read_json_file(file: Path, *, limit: int = MAX_IMPORT_BYTES) -> object:
+    """The JSON value in ``file`` (UTF-8, with or without a BOM, at most ``limit`` bytes).
+
+    Exits 2 with one line naming the file for anything else: unreadable, too large, not
+    UTF-8, not JSON, or nested too deeply to read.
+    """
+    try:
+        with file.open("rb") as f:
+            raw = f.read(limit + 1)  # never more than the limit, however large the file
+    except OSError as e:
+        fail(f"cannot read {file}: {e.strerror or e}", 2)
+    if len(raw) > limit:
+        fail(f"{file}: larger than {limit // (1024 * 1024)} MB, the most read at once; split it", 2)
+    raw = raw.removeprefix(UTF8_BOM)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        fail(f"{file}: not UTF-8 (at byte {e.start}); save it as UTF-8", 2)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        fail(f"{file}: not read, its JSON is nested too deeply", 2)
+    except ValueError as e:
+        fail(f"{file}: not JSON ({e})", 2)
+
+
+def _hsds_records(file: Path, document: object) -> list[dict[str, Any]]:
     """Service records in an HSDS document: one service, a list, or an API page."""
     if isinstance(document, dict) and isinstance(document.get("contents"), list):
         document = document["contents"]
     if isinstance(document, dict):
         document = [document]
-    if not isinstance(document, list) or not all(isinstance(r, dict) for r in document):
-        fail("FILE: expected an HSDS service, a list of services or a page with contents", 2)
+    if not isinstance(document, list):
+        fail(f"{file}: expected an HSDS service, a list of services or a page with contents", 2)
+    if len(document) > MAX_IMPORT_SERVICES:
+        fail(
+            f"{file}: {len(document):,} services, more than the {MAX_IMPORT_SERVICES:,} one "
+            "import publishes; split the file",
+            2,
+        )
+    for n, record in enumerate(document, 1):
+        if not isinstance(record, dict):
+            fail(f"{file} service {n}: expected a JSON object, not {_json_type(record)}", 2)
     return document
+
+
+def _json_type(value: object) -> str:
+    names = {list: "an array", str: "a string", bool: "true or false", type(None): "null"}
+    return names.get(type(value), "a number")
 
 
 def directory_import(
@@ -352,35 +442,52 @@ def directory_import(
         str | None, typer.Option("--org", help="Organisation for records without one.")
     ] = None,
 ) -> None:
-    """Publish the services of an HSDS 3.0 file as this hub's services."""
+    """Publish the services of an HSDS 3.0 file as this hub's services.
+
+    The file is UTF-8 JSON (a BOM is fine), at most 64 MB and 10,000 services. Text longer
+    than hubnode keeps is cut, with a warning naming the service and field; a service id
+    that repeats is published once, with a warning. Any other problem: one line, exit 2,
+    nothing published.
+    """
     if fmt != "hsds":
         fail(f"--format {fmt!r}: only hsds is supported", 2)
     for c in category or ():
         if c not in CATEGORIES:
             fail(f"--category {c!r}: use one of {', '.join(CATEGORIES)}", 2)
-    try:
-        document = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as e:
-        fail(f"cannot read {file}: {e.strerror or e}", 2)
-    except ValueError as e:
-        fail(f"{file}: not JSON ({e})", 2)
+    records = _hsds_records(file, read_json_file(file))
     folder = folder_of(data)
     items: list[tuple[str, Body]] = []
-    for n, record in enumerate(_hsds_records(document), 1):
-        fields = fields_from_hsds(
+    warnings: list[str] = []
+    first_of: dict[str, int] = {}
+    for n, record in enumerate(records, 1):
+        fields, cuts = fields_from_hsds(
             record, organisation=org or folder.config.name, categories=category or []
         )
+        named = f"{file} service {n} ({fields['id'] or 'no id'})"
+        if fields["id"] in first_of:
+            warnings.append(
+                f"{named}: same id as service {first_of[fields['id']]}; published once, "
+                f"as service {first_of[fields['id']]}"
+            )
+            continue
         if not fields["categories"]:
             fail(
-                f"{file} service {n} ({fields['id'] or 'no id'}): no category hubnode knows; "
+                f"{named}: no category hubnode knows; "
                 f"pass --category (one of {', '.join(CATEGORIES)})",
                 2,
             )
         try:
             body = msgspec.convert(fields, ServicePublished)
         except msgspec.ValidationError as e:
-            fail(f"{file} service {n} ({fields['id'] or 'no id'}): {e}", 2)
+            fail(f"{named}: {e}", 2)
+        first_of[fields["id"]] = n
+        warnings += [
+            f"{named}: {cut.field} cut from {cut.length:,} to {cut.limit:,} characters"
+            for cut in cuts
+        ]
         items.append(("service.published", body))
+    for line in warnings:
+        err.print(f"warning: {line}", markup=False)
     seqs = _append(folder, items)
     for (_, published), seq in zip(items, seqs, strict=True):
         assert isinstance(published, ServicePublished)

@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, Final, TypeVar
 
+import msgspec
 import typer
 
 from hubnode.casework import (
@@ -140,31 +142,115 @@ def consented_hubs(values: list[str] | None) -> list[bytes]:
 
 # -- enquiry ----------------------------------------------------------------------------
 
+PERSON_FIELDS: Final = {
+    "name": "The person's name",
+    "phone": "Their phone number",
+    "email": "Their email address",
+    "dob": "Their date of birth, YYYY-MM-DD",
+    "address": "Their address",
+    "notes": "Notes about the person and what they need",
+}
+"""The personal fields of an enquiry → the question asked for each on a terminal."""
+MAX_PERSON_FILE: Final = 64 * 1024
+NOT_ON_THE_COMMAND_LINE: Final = (
+    "personal data on the command line is visible to other users in /proc and kept in "
+    "shell history: use the prompt, --from-file FILE or --from-file - for stdin"
+)
+
 
 def interactive() -> bool:
     """Whether someone at a terminal can answer questions (tests replace this)."""
     return sys.stdin.isatty()
 
 
-def _ask(value: str | None, option: str, question: str) -> str:
+def _ask(value: str | None, option: str, question: str, *, can_ask: bool = True) -> str:
     """``value``, or ask on a terminal; a usage error when nobody can answer."""
     if value is not None and value.strip():
         return value.strip()
-    if not interactive():
+    if not (can_ask and interactive()):
         fail(f"{option} is needed (run on a terminal to be asked for it)", 2)
     answer: str = typer.prompt(question)
     return answer.strip()
 
 
-@enquiry_app.command("log")
+def _person_from_file(source: Path) -> dict[str, str]:
+    """The personal fields in a JSON object read from ``source`` (``-``: stdin)."""
+    shown = "stdin" if str(source) == "-" else str(source)
+    try:
+        if str(source) == "-":
+            raw = sys.stdin.buffer.read(MAX_PERSON_FILE + 1)
+        else:
+            with source.open("rb") as f:
+                raw = f.read(MAX_PERSON_FILE + 1)
+    except OSError as e:
+        fail(f"--from-file: cannot read {shown}: {e.strerror or e}", 2)
+    if len(raw) > MAX_PERSON_FILE:
+        fail(
+            f"--from-file {shown}: larger than {MAX_PERSON_FILE // 1024} KB; is it the right file?",
+            2,
+        )
+    try:
+        # Editors may save UTF-8 with a BOM: drop it.
+        fields = msgspec.json.decode(raw.removeprefix(b"\xef\xbb\xbf"), type=dict[str, str])
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError) as e:
+        fail(
+            f"--from-file {shown}: expected a JSON object of text fields, such as "
+            f'{{"name": "Ada Lovelace", "phone": "07700 900123"}} ({e})',
+            2,
+        )
+    unknown = sorted(set(fields) - set(PERSON_FIELDS))
+    if unknown:
+        fail(
+            f"--from-file {shown}: unknown field {', '.join(map(repr, unknown))}; "
+            f"the fields are {', '.join(PERSON_FIELDS)}",
+            2,
+        )
+    return {key: value.strip() for key, value in fields.items()}
+
+
+def _person(from_file: Path | None) -> dict[str, str]:
+    """The person's details: from ``--from-file``, else asked for on a terminal."""
+    if from_file is not None:
+        person = _person_from_file(from_file)
+    elif interactive():
+        person = {"name": typer.prompt(PERSON_FIELDS["name"]).strip()}
+        for key, question in list(PERSON_FIELDS.items())[1:]:
+            answer: str = typer.prompt(f"{question} (Enter: none)", default="", show_default=False)
+            person[key] = answer.strip()
+    else:
+        fail(
+            "the person's details are needed: give them with --from-file FILE or "
+            "--from-file - (a JSON object on stdin), or run on a terminal to be asked",
+            2,
+        )
+    if not person.get("name"):
+        fail("the person's name is needed (the name field of --from-file)", 2)
+    return person
+
+
+FromFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--from-file",
+        help="Read the person's details from this JSON file, or from stdin with -: an object "
+        f"with the text fields {', '.join(PERSON_FIELDS)} (name needed), e.g. "
+        '{"name": "Ada Lovelace", "phone": "07700 900123"}.',
+        show_default=False,
+    ),
+]
+
+
+def _hidden(field: str) -> Any:
+    """An option kept only to explain, when given, why it is refused."""
+    return typer.Option(f"--{field}", hidden=True, help=NOT_ON_THE_COMMAND_LINE)
+
+
+@enquiry_app.command(
+    "log", epilog=f"The person's details are not options: {NOT_ON_THE_COMMAND_LINE}."
+)
 def enquiry_log(
     data: DataOpt,
-    name: Annotated[str | None, typer.Option(help="The person's name.")] = None,
-    phone: Annotated[str, typer.Option(help="Their phone number.")] = "",
-    email: Annotated[str, typer.Option(help="Their email address.")] = "",
-    dob: Annotated[str, typer.Option(help="Their date of birth, YYYY-MM-DD.")] = "",
-    address: Annotated[str, typer.Option(help="Their address.")] = "",
-    notes: Annotated[str, typer.Option(help="Notes about the person and what they need.")] = "",
+    from_file: FromFileOpt = None,
     need: Annotated[
         list[str] | None,
         typer.Option(help="What they need help with, a category such as housing; repeat."),
@@ -179,28 +265,44 @@ def enquiry_log(
     consent: ConsentOpt = None,
     purpose: PurposeOpt = None,
     as_json: JsonOpt = False,
+    name: Annotated[str | None, _hidden("name")] = None,
+    phone: Annotated[str | None, _hidden("phone")] = None,
+    email: Annotated[str | None, _hidden("email")] = None,
+    dob: Annotated[str | None, _hidden("dob")] = None,
+    address: Annotated[str | None, _hidden("address")] = None,
+    notes: Annotated[str | None, _hidden("notes")] = None,
 ) -> None:
     """Log a person's enquiry; their details are sealed. Prints their pseudonym.
 
-    Asks for the name, needs and channel when they are missing and this runs on a
-    terminal. Only this hub and the hubs given with --consent can ever read the details.
+    The details (name, phone, email, date of birth, address, notes) are asked for on a
+    terminal, or read with --from-file: never given as options, where other users could
+    read them in /proc and the shell would keep them in its history. The needs and
+    channel are asked for too when missing. Only this hub and the hubs given with
+    --consent can ever read the details.
     """
+    given = (name, phone, email, dob, address, notes)
+    for option, value in zip(PERSON_FIELDS, given, strict=True):
+        if value is not None:
+            fail(f"--{option}: {NOT_ON_THE_COMMAND_LINE}", 2)
     folder = folder_of(data)
-    person_name = _ask(name, "--name", "The person's name")
-    needs = need or [_ask(None, "--need", "What do they need help with (e.g. housing)")]
-    how = _ask(channel, "--channel", f"How did they come ({', '.join(CHANNELS)})")
+    person = _person(from_file)
+    can_ask = from_file is None or str(from_file) != "-"  # stdin is taken by the details
+    needs = need or [
+        _ask(None, "--need", "What do they need help with (e.g. housing)", can_ask=can_ask)
+    ]
+    how = _ask(channel, "--channel", f"How did they come ({', '.join(CHANNELS)})", can_ask=can_ask)
     recipients = consented_hubs(consent)
     logged = act(
         folder,
         lambda cw: cw.log_enquiry(
-            name=person_name,
+            name=person["name"],
             needs=needs,
             channel=how,
-            phone=phone,
-            email=email,
-            dob=dob,
-            address=address,
-            notes=notes,
+            phone=person.get("phone", ""),
+            email=person.get("email", ""),
+            dob=person.get("dob", ""),
+            address=person.get("address", ""),
+            notes=person.get("notes", ""),
             urgency=urgency,
             area=area,
             consent=recipients,

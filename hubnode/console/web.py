@@ -105,6 +105,7 @@ class Console:
         )
         self.templates.filters["when"] = when
         self.templates.globals["person_url"] = person_url
+        self.templates.filters["urlpart"] = urlpart
 
     @property
     def idle_ms(self) -> int:
@@ -278,11 +279,19 @@ def plain(message: str) -> str:
     return text[:1].upper() + text[1:] if text else message
 
 
+def urlpart(value: object) -> str:
+    """``value`` (an id) as one part of a link's path or query, percent-encoded: an id
+    holding ``/``, ``..``, ``?``, ``#`` or ``&`` cannot make a link lead to another page.
+    Colons stay (``/referrals/hub:…:ID``): after a path's first ``/`` or in a query value
+    they mean nothing. Every link and redirect that carries an id goes through it."""
+    return quote(str(value), safe=":")
+
+
 def person_url(subject: str, owner: bytes | None = None) -> str:
     """A person's page; with ``owner``, the hub that logged their enquiry. Links carry the
     owner wherever it is known, since another hub may reuse a pseudonym."""
-    url = f"/people/{quote(subject, safe='')}"
-    return url if owner is None else f"{url}?owner={quote(hub_display(owner), safe='')}"
+    url = f"/people/{urlpart(subject)}"
+    return url if owner is None else f"{url}?owner={urlpart(hub_display(owner))}"
 
 
 def when(ms: int | None) -> str:

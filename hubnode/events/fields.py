@@ -21,7 +21,12 @@ LocalId = Annotated[
         description="an id chosen by the submitting hub: letters, digits, . _ -",
     ),
 ]
-"""An id a hub gives to one of its own records; (hub, id) names it network-wide."""
+"""An id a hub gives to one of its own records; (hub, id) names it network-wide.
+
+It holds no ``/`` and cannot start with ``.``, so it is never ``.`` or ``..`` and always
+one path segment of a link (which still escapes it: ``hubnode.console.web.urlpart``).
+``..`` inside one (``v1..2``) is allowed and harmless; refusing it now would make events
+already signed and stored with such an id fail to decode."""
 
 
 def unique(what: str, values: Sequence[str]) -> None:

@@ -37,7 +37,7 @@ from types import TracebackType
 from typing import Final, Self
 
 from hubnode.config import HubFolder
-from hubnode.crypto import SealKey
+from hubnode.crypto import SealKey, check_secret_mode
 from hubnode.errors import PrivacyError
 from hubnode.events.ids import hub_display
 from hubnode.events.network import HubProfileUpdated
@@ -152,6 +152,10 @@ class Keyring:
         if not path.exists():
             # Create it 0600 before SQLite writes a byte of key material into it.
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        try:
+            check_secret_mode(path, path.stat().st_mode, "keyring", strict=folder.strict_keys)
+        except OSError as e:
+            raise PrivacyError(f"cannot open the keyring {path}: {e.strerror}") from e
         try:
             db = _connect(path)
             db.executescript(_SCHEMA)

@@ -2,10 +2,13 @@
 
 Every submission is owned by the hub that sent it and keyed by (submitting hub, its id);
 a later event of that same hub with the same id revises it (a hub's events arrive in seq
-order, so "the latest" is the same everywhere). Per-service totals are integer sums and
-counts, which commute, so the order in which different hubs' feedback arrives never
-matters, and a rating of a service this hub has not heard of yet counts just the same.
-Averages are computed when read, from the sums, with integer arithmetic.
+order, so "the latest" is the same everywhere). A service's rating counts one rating per
+rating hub: that hub's latest about the service, by its own seq (every rating stays
+listed with its comment), so one hub sending 60 one-star ratings moves the average as one
+hub, not as sixty. Per-service totals are integer sums and counts, which commute, so the
+order in which different hubs' feedback arrives never matters, and a rating of a service
+this hub has not heard of yet counts just the same. Averages are computed when read, from
+the sums, with integer arithmetic.
 
 Rules (a breach is ignored with a reason, the same on every hub): a revision keeps what
 its id is about — the same service for a rating, the same subject for a monitoring form.
@@ -34,7 +37,7 @@ NAME = "feedback"
 
 class FeedbackProjection(Projection):
     name: ClassVar[str] = NAME
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     kinds: ClassVar[frozenset[str]] = frozenset(
         {"feedback.submitted", "monitoring.recorded", "idea.submitted"}
     )
@@ -43,6 +46,10 @@ class FeedbackProjection(Projection):
         "service_hub BLOB NOT NULL, service_id TEXT NOT NULL, rating INTEGER NOT NULL, "
         "comment TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL, "
         "revisions INTEGER NOT NULL, PRIMARY KEY (submitter, feedback_id)",
+        # Per service, the one rating of each rating hub that counts: its latest by seq.
+        "counted": "service_hub BLOB NOT NULL, service_id TEXT NOT NULL, "
+        "submitter BLOB NOT NULL, feedback_id TEXT NOT NULL, rating INTEGER NOT NULL, "
+        "PRIMARY KEY (service_hub, service_id, submitter) WITHOUT ROWID",
         "services": "service_hub BLOB NOT NULL, service_id TEXT NOT NULL, "
         "count INTEGER NOT NULL, total INTEGER NOT NULL, PRIMARY KEY (service_hub, service_id) "
         "WITHOUT ROWID",
@@ -81,19 +88,14 @@ class FeedbackProjection(Projection):
         service_hub = parse_hub(body.service.hub)
         key = (event.hub, body.feedback)
         old = tx.one(
-            "SELECT service_hub, service_id, rating, revisions FROM {ratings} "
+            "SELECT service_hub, service_id, revisions FROM {ratings} "
             "WHERE submitter = ? AND feedback_id = ?",
             key,
         )
         if old is None:
             revisions = 0
-            tx.execute(
-                "INSERT INTO {services} VALUES (?, ?, 1, ?) ON CONFLICT DO UPDATE SET "
-                "count = count + 1, total = total + excluded.total",
-                (service_hub, body.service.id, body.rating),
-            )
         else:
-            old_hub, old_id, old_rating, revisions = old
+            old_hub, old_id, revisions = old
             if (old_hub, old_id) != (service_hub, body.service.id):
                 tx.ignore(
                     event,
@@ -102,10 +104,7 @@ class FeedbackProjection(Projection):
                 )
                 return
             revisions += 1
-            tx.execute(
-                "UPDATE {services} SET total = total + ? WHERE service_hub = ? AND service_id = ?",
-                (body.rating - old_rating, service_hub, body.service.id),
-            )
+        self._count(event, body, service_hub, tx)
         tx.execute(
             "INSERT OR REPLACE INTO {ratings} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -118,6 +117,36 @@ class FeedbackProjection(Projection):
                 event.ts,
                 revisions,
             ),
+        )
+
+    def _count(
+        self, event: Event, body: FeedbackSubmitted, service_hub: bytes, tx: ProjectionTx
+    ) -> None:
+        """Make this rating its hub's one counted rating of the service.
+
+        A hub's events are applied in its seq order, so the event at hand is that hub's
+        latest: it replaces whatever the hub had counted for the service before.
+        """
+        service = (service_hub, body.service.id)
+        before = tx.one(
+            "SELECT rating FROM {counted} WHERE service_hub = ? AND service_id = ? "
+            "AND submitter = ?",
+            (*service, event.hub),
+        )
+        if before is None:
+            tx.execute(
+                "INSERT INTO {services} VALUES (?, ?, 1, ?) ON CONFLICT DO UPDATE SET "
+                "count = count + 1, total = total + excluded.total",
+                (*service, body.rating),
+            )
+        else:
+            tx.execute(
+                "UPDATE {services} SET total = total + ? WHERE service_hub = ? AND service_id = ?",
+                (body.rating - before[0], *service),
+            )
+        tx.execute(
+            "INSERT OR REPLACE INTO {counted} VALUES (?, ?, ?, ?, ?)",
+            (*service, event.hub, body.feedback, body.rating),
         )
 
     def _form(self, event: Event, body: MonitoringRecorded, tx: ProjectionTx) -> None:
@@ -170,7 +199,7 @@ def average(total: int, count: int) -> float:
 
 class ServiceRating(NamedTuple):
     ratings: int
-    """How many ratings (one per submitting hub and feedback id)."""
+    """How many ratings count: one per rating hub, its latest about the service."""
     average: float
 
 
@@ -196,19 +225,27 @@ class Comment:
     comment: str
     ts: int
     revised: bool
+    counted: bool
+    """Whether this is its hub's latest rating of the service, the one that counts."""
 
 
 def service_feedback(runner: ProjectionRunner, hub: bytes, service_id: str) -> list[Comment]:
-    """Every rating of one service, oldest first (by the authors' clocks: display only)."""
+    """Every rating of one service, oldest first (by the authors' clocks: display only).
+
+    Each says whether it is the one its hub has counted (its latest about the service).
+    """
     rows = runner.query(
         NAME,
-        "SELECT submitter, feedback_id, rating, comment, ts, revisions FROM {ratings} "
-        "WHERE service_hub = ? AND service_id = ? ORDER BY ts, submitter, feedback_id",
+        "SELECT r.submitter, r.feedback_id, r.rating, r.comment, r.ts, r.revisions, "
+        "c.submitter IS NOT NULL FROM {ratings} r LEFT JOIN {counted} c "
+        "ON c.service_hub = r.service_hub AND c.service_id = r.service_id "
+        "AND c.submitter = r.submitter AND c.feedback_id = r.feedback_id "
+        "WHERE r.service_hub = ? AND r.service_id = ? ORDER BY r.ts, r.submitter, r.feedback_id",
         (hub, service_id),
     )
     return [
-        Comment(hub_display(sub), fid, rating, comment, ts, revisions > 0)
-        for sub, fid, rating, comment, ts, revisions in rows
+        Comment(hub_display(sub), fid, rating, comment, ts, revisions > 0, bool(counted))
+        for sub, fid, rating, comment, ts, revisions, counted in rows
     ]
 
 

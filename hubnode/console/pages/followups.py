@@ -11,7 +11,7 @@ from hubnode.casework import InvalidInput
 from hubnode.console import reading
 from hubnode.console.pages.labels import OUTCOME_LABELS, STATUS_LABELS, options
 from hubnode.console.pages.referrals import ref_key, referral_page
-from hubnode.console.web import Ctx, page, plain
+from hubnode.console.web import Ctx, page, plain, urlpart
 from hubnode.events.ids import hub_display
 from hubnode.events.pathway import ADVOCACY_OUTCOMES
 from hubnode.projections.pathway_read import DAY_MS, followups_due
@@ -84,7 +84,7 @@ async def followup_record(ctx: Ctx) -> Response:
         flash += f" Advocacy case {done.case} opened."
     elif not satisfied:
         flash += " The person was not satisfied: you can open an advocacy case below."
-    return ctx.redirect(f"/referrals/{text}", flash)
+    return ctx.redirect(f"/referrals/{urlpart(text)}", flash)
 
 
 # -- advocacy ---------------------------------------------------------------------------
@@ -123,7 +123,7 @@ async def advocacy_open(ctx: Ctx) -> Response:
     except InvalidInput as e:
         ctx.errors["advocacy-note"] = plain(str(e))
         return referral_page(ctx, key, 400)
-    return ctx.redirect(f"/referrals/{text}", f"Advocacy case {opened.case} opened.")
+    return ctx.redirect(f"/referrals/{urlpart(text)}", f"Advocacy case {opened.case} opened.")
 
 
 @page("/advocacy/{case}/close", "close-advocacy", methods=("POST",))

@@ -23,7 +23,7 @@ from hubnode.console.pages.labels import (
     hub_options,
     options,
 )
-from hubnode.console.web import Ctx, page, plain
+from hubnode.console.web import Ctx, page, plain, urlpart
 from hubnode.errors import PrivacyError
 from hubnode.events.directory import CATEGORIES
 from hubnode.events.ids import hub_display, parse_hub
@@ -131,7 +131,7 @@ async def enquiry_log(ctx: Ctx) -> Response:
         ctx.errors["consent"] = plain(str(e))
         return _enquiry_form(ctx, 400)
     return ctx.redirect(
-        f"/people/{logged.subject}",
+        f"/people/{urlpart(logged.subject)}",
         f"Enquiry logged. The person's pseudonym is {logged.subject}.",
     )
 
@@ -143,7 +143,7 @@ async def enquiry_log(ctx: Ctx) -> Response:
 async def find_person(ctx: Ctx) -> Response:
     subject = ctx.request.query_params.get("subject", "").strip().lower()
     if subject and _SUBJECT.match(subject):
-        return ctx.redirect(f"/people/{subject}")
+        return ctx.redirect(f"/people/{urlpart(subject)}")
     if subject:
         ctx.errors["subject"] = "Write the pseudonym as it was given, s- and 20 letters or digits"
     return ctx.render("find.html", status=400 if subject else 200, title="Find a person",
@@ -232,7 +232,7 @@ async def consent_record(ctx: Ctx) -> Response:
         return _person(ctx, subject, 400)
     shared = len(saved.consent)
     return ctx.redirect(
-        f"/people/{subject}",
+        f"/people/{urlpart(subject)}",
         f"Consent recorded: {shared} other hub{'' if shared == 1 else 's'} may read their details.",
     )
 
@@ -248,7 +248,8 @@ async def consent_withdraw(ctx: Ctx) -> Response:
         ctx.errors["withdraw_reason"] = plain(str(e))
         return _person(ctx, subject, 400)
     return ctx.redirect(
-        f"/people/{subject}", "Consent withdrawn: other hubs will destroy their copy of the key."
+        f"/people/{urlpart(subject)}",
+        "Consent withdrawn: other hubs will destroy their copy of the key.",
     )
 
 
@@ -270,7 +271,7 @@ async def erase(ctx: Ctx) -> Response:
         ctx.errors["reason"] = plain(str(e))
         return _person(ctx, subject, 400)
     return ctx.redirect(
-        f"/people/{subject}",
+        f"/people/{urlpart(subject)}",
         "The person was erased. Every hub that held their details destroys its key.",
     )
 

@@ -17,7 +17,7 @@ from hubnode.commands.directory import search_listings
 from hubnode.console import reading
 from hubnode.console.pages.labels import MOVE_LABELS, STATUS_LABELS, URGENCY_LABELS, options
 from hubnode.console.permissions import move_permission
-from hubnode.console.web import Ctx, page, plain
+from hubnode.console.web import Ctx, page, plain, urlpart
 from hubnode.errors import ConsentRefused, IllegalTransition
 from hubnode.events.directory import CATEGORIES
 from hubnode.events.ids import HUB_PREFIX, hub_display, parse_hub
@@ -140,7 +140,7 @@ async def move(ctx: Ctx) -> Response:
         ctx.errors[f"{e.field}-{to}"] = plain(str(e))
         return referral_page(ctx, key, 400)
     done = "Referral taken" if to == CLAIM_MOVE else f"Referral moved to {STATUS_LABELS[to]}"
-    return ctx.redirect(f"/referrals/{text}", f"{done}.")
+    return ctx.redirect(f"/referrals/{urlpart(text)}", f"{done}.")
 
 
 # -- making a referral ------------------------------------------------------------------
@@ -254,7 +254,7 @@ async def refer(ctx: Ctx) -> Response:
     flash = "Referral made."
     if made.warning is not None:
         flash += " The service had reported no capacity."
-    return ctx.redirect(f"/referrals/{made.ref}", flash)
+    return ctx.redirect(f"/referrals/{urlpart(made.ref)}", flash)
 
 
 routes = [referral_list, referral, move, refer_form, refer]

@@ -27,7 +27,7 @@ from hubnode.casework.tenders import (
     tenders,
 )
 from hubnode.console import reading
-from hubnode.console.web import Ctx, page, plain
+from hubnode.console.web import Ctx, page, plain, urlpart
 from hubnode.events.directory import CATEGORIES
 from hubnode.events.ids import parse_hub
 
@@ -181,7 +181,7 @@ async def join(ctx: Ctx) -> Response:
         ctx.errors["clusters"] = plain(str(e).replace("--lead is this hub", "This hub leads it"))
         return _tender_page(ctx, ocid, 400)
     return ctx.redirect(
-        f"/tenders/{ocid}",
+        f"/tenders/{urlpart(ocid)}",
         f"This hub joined the bid cluster {cluster}: its lead sees it once the nodes sync.",
     )
 
@@ -213,7 +213,8 @@ async def form(ctx: Ctx) -> Response:
         ctx.errors["cluster"] = _refusal(ctx, e)
         return _tender_page(ctx, ocid, 400)
     return ctx.redirect(
-        f"/tenders/{ocid}", f"This hub formed the bid cluster {formed}: other hubs may join it."
+        f"/tenders/{urlpart(ocid)}",
+        f"This hub formed the bid cluster {formed}: other hubs may join it.",
     )
 
 
@@ -234,7 +235,7 @@ async def assign(ctx: Ctx) -> Response:
     except InvalidInput as e:
         ctx.errors["clusters"] = _refusal(ctx, e)
         return _tender_page(ctx, ocid, 400)
-    return ctx.redirect(f"/tenders/{ocid}", f"Lot {lot} assigned in cluster {cluster}.")
+    return ctx.redirect(f"/tenders/{urlpart(ocid)}", f"Lot {lot} assigned in cluster {cluster}.")
 
 
 @page("/tenders/bid", "lead-cluster", methods=("POST",))
@@ -259,7 +260,7 @@ async def bid(ctx: Ctx) -> Response:
     except InvalidInput as e:
         ctx.errors["clusters"] = _refusal(ctx, e)
         return _tender_page(ctx, ocid, 400)
-    return ctx.redirect(f"/tenders/{ocid}", f"Bid of cluster {cluster} submitted.")
+    return ctx.redirect(f"/tenders/{urlpart(ocid)}", f"Bid of cluster {cluster} submitted.")
 
 
 @page("/tenders/{ocid:path}", "view")
