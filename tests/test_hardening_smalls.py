@@ -45,7 +45,7 @@ from hubnode.projections.feedback import (
 )
 from hubnode.testing import ChainWriter
 from tests.conftest import NET, build_view, shared_fixture
-from tests.test_console import Clock, Desk, Net, act, open_desk
+from tests.test_console import CSRF, PASSWORD, Clock, Desk, Net, act, open_desk
 
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -243,6 +243,26 @@ def test_a_tender_id_with_dot_segments_links_to_its_own_page_not_the_network(des
     assert formed.status_code == 303, formed.text
     back = urljoin("https://testserver/tenders/form", formed.headers["location"])
     assert urlsplit(back).path == urlsplit(where).path
+
+
+def test_signing_in_from_a_hostile_tender_link_returns_to_that_tender(desk: Desk) -> None:
+    """Issue 12 item 10: signed out, a hostile tender link's page came back after sign-in
+    decoded, so its ``../..`` took the browser to /network."""
+    page = urljoin("https://testserver/", "/tenders/ocds-evil-x%2F..%2F..%2Fnetwork?x=1")
+    gone = desk.get(page)
+    assert gone.status_code == 303
+    login = gone.headers["location"]
+    form = desk.client.get(login)
+    token = CSRF.search(form.text)
+    assert token is not None, form.text
+    signed = desk.client.post(
+        login,
+        data={"csrf": token.group(1), "name": "a worker", "password": PASSWORD},
+        follow_redirects=False,
+    )
+    assert signed.status_code == 303, signed.text
+    back = urljoin("https://testserver/login", signed.headers["location"])
+    assert (urlsplit(back).path, urlsplit(back).query) == (urlsplit(page).path, "x=1")
 
 
 def test_a_tender_id_that_is_not_known_gets_a_not_found_page(desk: Desk) -> None:

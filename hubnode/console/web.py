@@ -241,8 +241,7 @@ async def _signed_in(ctx: Ctx, permission: Permission) -> Response | None:
         else None
     )
     if session is None:
-        where = request.url.path if request.method == "GET" else "/"
-        return RedirectResponse(f"/login?next={quote(where, safe='/:')}", status_code=303)
+        return RedirectResponse(f"/login?next={quote(_here(request), safe='/:')}", status_code=303)
     ctx.session, ctx.token = session, token
     if not allowed(session.account.role, permission):
         role = session.account.role
@@ -277,6 +276,17 @@ def plain(message: str) -> str:
     ```hubnode …```), which mean nothing in a page; first letter capitalised."""
     text = _CLI_HINT.sub("", message).strip()
     return text[:1].upper() + text[1:] if text else message
+
+
+def _here(request: Request) -> str:
+    """Where a signed-out GET should come back to: its path as sent, still encoded (an id
+    holding ``%2F..`` must not turn into dot segments), and its query; "/" for a POST."""
+    if request.method != "GET":
+        return "/"
+    raw = request.scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else quote(request.url.path)
+    query = request.url.query
+    return f"{path}?{query}" if query else path
 
 
 def urlpart(value: object) -> str:
