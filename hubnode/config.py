@@ -47,8 +47,19 @@ _HEADER: Final = """\
 
 
 class TrustedHub(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    id: HubId
+    """One ``[[trust]]`` entry: a hub this node accepts events (and admissions) from."""
+
+    id: str
+    """A hub id in its display form; a key no hub can have is refused (:func:`parse_hub`)."""
     name: str = ""
+
+    def __post_init__(self) -> None:
+        # Checked here, not by the HubId pattern, so that the error says why an id is
+        # refused (e.g. "the identity point, for which anyone can forge signatures") rather
+        # than which regex it failed.
+        shown = hub_display(parse_hub(self.id))
+        if shown != self.id:
+            raise ValueError(f"trust id {self.id!r} must be written {shown!r}")
 
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]

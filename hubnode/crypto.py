@@ -12,6 +12,7 @@ import os
 import stat
 from functools import lru_cache
 from pathlib import Path
+from typing import Final
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -116,8 +117,73 @@ def check_secret_mode(path: Path, mode: int, what: str, *, strict: bool) -> None
         log.warning("%s", message)
 
 
+# -- which Ed25519 public keys no hub can have (docs/protocol.md, "Identity") ------------
+#
+# OpenSSL verifies under any 32 bytes that decode to a curve point. Under a point of small
+# order it verifies forgeries: for the identity, R = identity and S = 0 signs every
+# message. And it reduces y mod p, so one point has several encodings. A key generator
+# never makes either (a clamped scalar times the base point has prime order and is
+# encoded canonically), so refusing them costs honest hubs nothing.
+
+_P: Final = 2**255 - 19
+_D: Final = -121665 * pow(121666, -1, _P) % _P
+
+
+def _small_order(y: int) -> int | None:
+    """n in (1, 2, 4, 8) if n·A is the identity for the point A with this y, else None.
+
+    Reads y alone, projectively (y = Y/Z): doubling maps y to (y² + x²)/(2 - y² + x²), and
+    the curve equation gives x² = (y² - 1)/(d·y² + 1), so no square root is taken. The
+    answer therefore also holds for a point of the quadratic twist with this y: callers
+    check that the point is on the curve. y = 1 only for the identity (x² = 0).
+    """
+    big_y, z = y, 1
+    for order in (1, 2, 4, 8):
+        if z and big_y == z:
+            return order
+        yy, zz = big_y * big_y % _P, z * z % _P
+        c, e = (_D * yy + zz) % _P, zz * (yy - zz) % _P
+        big_y, z = (yy * c + e) % _P, ((2 * zz - yy) * c + e) % _P
+    return None
+
+
+def _on_curve(y: int) -> bool:
+    """Whether some x puts (x, y) on edwards25519: x² = u/v is a square (Euler)."""
+    u, v = (y * y - 1) % _P, (_D * y * y + 1) % _P  # v is never 0: -1/d is not a square
+    return pow(u * v % _P, (_P - 1) // 2, _P) in (0, 1)
+
+
+@lru_cache(maxsize=4096)  # keys are few, and every record's key is asked about
+def weak_key_reason(public: bytes) -> str | None:
+    """Why ``public`` can be no hub's id or signing key, or None if it may be one.
+
+    Refused: a **non-canonical** encoding — y (the low 255 bits, little-endian) not below
+    p = 2^255 - 19, or x = 0 with the sign bit set — and the 8 points of **small order**
+    (8·A is the identity): 48 byte strings in all. Not refused: mixed-order points (a
+    prime-order point plus a small-order one), for which signing still takes the
+    prime-order part's private key, and 32 bytes that are no curve point, under which
+    OpenSSL verifies nothing.
+    """
+    if len(public) != PUBLIC_KEY_SIZE:
+        return f"it is {len(public)} bytes, not {PUBLIC_KEY_SIZE}"
+    n = int.from_bytes(public, "little")
+    y, sign = n & ((1 << 255) - 1), n >> 255
+    if y >= _P:
+        return "its y is not below p = 2^255 - 19 (a non-canonical encoding, which no key is)"
+    if sign and y * y % _P == 1:  # x = 0 exactly when y = ±1
+        return "it sets the sign bit of x = 0 (a non-canonical encoding, which no key is)"
+    order = _small_order(y)
+    if order is None or not _on_curve(y):
+        return None
+    if order == 1:
+        return "it is the identity point, for which anyone can forge signatures"
+    return f"it is a point of small order {order}, for which anyone can forge signatures"
+
+
 @lru_cache(maxsize=4096)
 def _public_key(raw: bytes) -> Ed25519PublicKey | None:
+    if weak_key_reason(raw) is not None:
+        return None
     try:
         return Ed25519PublicKey.from_public_bytes(raw)
     except ValueError:
@@ -126,6 +192,8 @@ def _public_key(raw: bytes) -> Ed25519PublicKey | None:
 
 def verify(public: bytes, signature: bytes, data: bytes) -> bool:
     """True only if ``signature`` is a valid Ed25519 signature of ``data`` by ``public``.
+
+    A key :func:`weak_key_reason` refuses verifies nothing, whatever OpenSSL would say.
 
     ``cryptography`` releases the GIL while verifying, so callers may use threads to
     verify on several cores.

@@ -22,6 +22,8 @@ class Reason(StrEnum):
     NON_CANONICAL = "non_canonical"
     UNSUPPORTED_VERSION = "unsupported_version"
     WRONG_NETWORK = "wrong_network"
+    WEAK_KEY = "weak_key"
+    """``hub`` is a small-order point or a non-canonical encoding: no one's key."""
     UNKNOWN_HUB = "unknown_hub"
     KEY_NOT_IN_FORCE = "key_not_in_force"
     BAD_SIGNATURE = "bad_signature"

@@ -12,19 +12,35 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from hubnode.events.ids import parse_hub
+from hubnode.crypto import weak_key_reason
+from hubnode.events.ids import hub_display, parse_hub
 from hubnode.events.network import HubAdmitted
 
 if TYPE_CHECKING:
     from hubnode.store.log import EventLog
 
 
+def _trustable(hub: bytes) -> bytes:
+    """``hub``, unless it is a key no hub can have (ValueError): trusting a small-order key
+    would let anyone write as it, so no way into the set may take one."""
+    weak = weak_key_reason(hub)
+    if weak is not None:
+        raise ValueError(f"{hub_display(hub)} cannot be trusted: {weak}")
+    return hub
+
+
 class TrustSet:
+    """The hubs a node accepts events from: this hub, local ones and admitted ones.
+
+    Every way in refuses a key :func:`~hubnode.crypto.weak_key_reason` refuses, with
+    ValueError (config and bodies refuse them first, so this is the last line).
+    """
+
     def __init__(self, own: bytes, local: Iterable[bytes], threshold: int = 1) -> None:
         if threshold < 1:
             raise ValueError(f"admit_threshold must be at least 1, got {threshold}")
-        self.own = own
-        self.local = frozenset(local) | {own}
+        self.own = _trustable(own)
+        self.local = frozenset(map(_trustable, local)) | {own}
         self.threshold = threshold
         self._admitted_by: dict[bytes, set[bytes]] = {}
         self._trusted = set(self.local)
@@ -44,12 +60,12 @@ class TrustSet:
         return frozenset(self._trusted)
 
     def add_local(self, hub: bytes) -> None:
-        self.local = self.local | {hub}
+        self.local = self.local | {_trustable(hub)}
         self._recompute()
 
     def admit(self, admitter: bytes, admitted: bytes) -> bool:
         """Record a ``hub.admitted`` event; True if the trust set grew."""
-        self._admitted_by.setdefault(admitted, set()).add(admitter)
+        self._admitted_by.setdefault(_trustable(admitted), set()).add(admitter)
         before = len(self._trusted)
         self._recompute()
         return len(self._trusted) > before

@@ -298,6 +298,8 @@ async def test_pending_bounds_per_hub_and_in_bytes(tmp_path: Path):
 # seqs 1-2 of ``writer``'s hub, ingesting with trust in that hub only.
 
 OTHER = SigningKey.from_seed(b"\x12" * 32)
+_IDENTITY = b"\x01" + bytes(31)
+"""The identity point: a hub id no one can have (anyone can forge signatures for it)."""
 LIMIT = 4096  # max_record_size of the log these cases run against
 
 
@@ -329,6 +331,7 @@ REJECTIONS: dict[Reason, Callable[[ChainWriter], list[bytes]]] = {
     Reason.WRONG_NETWORK: lambda w: [_third(w, net="other-net")],
     Reason.UNKNOWN_HUB: lambda w: [chain(1, OTHER)[1][0]],
     Reason.KEY_NOT_IN_FORCE: lambda w: [_third(w, OTHER, key=OTHER.public)],
+    Reason.WEAK_KEY: lambda w: [_third(w, hub=_IDENTITY, key=_IDENTITY)],
     Reason.BAD_SIGNATURE: lambda w: [_third(w, OTHER)],
     Reason.BAD_SEQ: lambda w: [_third(w, prev=None)],
     Reason.PREV_MISMATCH: lambda w: [_third(w, prev=b"\x00" * 32)],

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hubnode.crypto import weak_key_reason
 from hubnode.events.envelope import MAX_RECORD_SIZE
 from hubnode.events.ids import hub_display, parse_hub
 from hubnode.protocol import messages as m
@@ -243,7 +244,8 @@ def test_sync_subject_is_one_valid_nats_subject_per_hub(net: str, hub: bytes):
     assert tokens[:3] == ["hubnode", net, "sync"]
     assert len(tokens) == 4
     assert tokens[3] == hub_display(hub)
-    assert parse_hub(tokens[3]) == hub
+    if weak_key_reason(hub) is None:  # parse_hub refuses the 48 keys no hub can have
+        assert parse_hub(tokens[3]) == hub
 
 
 @settings(max_examples=100, deadline=None)

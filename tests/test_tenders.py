@@ -103,7 +103,7 @@ def test_an_update_must_change_something() -> None:
 
 
 def test_an_award_names_a_cluster_or_a_supplier_not_both() -> None:
-    lead = hub_display(bytes(32))
+    lead = hub_display(b"\x01" * 32)
     value = {"amount": 5, "currency": "GBP"}
     with pytest.raises(InvalidEvent, match="either"):
         decode(
@@ -123,7 +123,7 @@ def test_cluster_refs_need_canonical_hub_ids() -> None:
         decode(
             "bid.submitted",
             {
-                "lead": hub_display(bytes(32)),
+                "lead": hub_display(b"\x01" * 32),
                 "cluster": "c1",
                 "lots": [],
                 "value": {"amount": 1, "currency": "GBP"},

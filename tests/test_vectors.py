@@ -289,7 +289,14 @@ def test_verification_agrees_with_every_wycheproof_vector() -> None:
     assert disagree == []
 
 
-def test_small_order_public_key_is_accepted_as_documented() -> None:
-    """OpenSSL accepts the identity point as a key; protocol.md warns nodes not to trust one."""
+def test_small_order_public_key_is_refused_as_documented() -> None:
+    """OpenSSL accepts the identity point as a key, R = identity and S = 0 as a signature of
+    anything; hubnode.crypto.verify refuses the key (issue 12 item 1), and the
+    reject-weak-key vector is such a forgery."""
     identity = b"\x01" + bytes(31)
-    assert verify(identity, identity + bytes(32), b"any message at all")
+    forged = identity + bytes(32)
+    Ed25519PublicKey.from_public_bytes(identity).verify(forged, b"any message at all")
+    assert not verify(identity, forged, b"any message at all")
+    envelope, signature = msgspec.msgpack.decode(bytes.fromhex(DOC["reject-weak-key"]["record"]))
+    assert msgspec.msgpack.decode(envelope)[2:4] == [identity, identity]
+    Ed25519PublicKey.from_public_bytes(identity).verify(signature, CONTEXT + envelope)

@@ -39,6 +39,8 @@ SEED_B: Final = bytes(range(0x20, 0x40))
 NET: Final = "darlington-csn"
 TS: Final = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 TS_LATER: Final = TS + 60_000
+IDENTITY: Final = b"\x01" + bytes(31)
+"""The identity point: a small-order "key" under which anyone can sign (docs: Identity)."""
 
 Vector = dict[str, str]
 
@@ -176,6 +178,9 @@ def build() -> list[Vector]:
     # v = 1 as uint 8 (cc 01) instead of positive fixint 01, validly signed.
     assert env_a1_bytes[:2] == b"\x99\x01"
     wide_int = b"\x99\xcc\x01" + env_a1_bytes[2:]
+    # hub = key = the identity point, "signed" with R = identity and S = 0: no key needed.
+    identity_a1 = msgspec.structs.replace(env_a1, hub=IDENTITY, key=IDENTITY)
+    forged_a1 = msgspec.msgpack.encode([encode_envelope(identity_a1), IDENTITY + bytes(32)])
     flipped = bytearray(raw_a1)
     flipped[-1] ^= 0x01
     a1_fields = msgspec.to_builtins(registered)
@@ -243,6 +248,14 @@ def build() -> list[Vector]:
             "event-a1 with key = key-b's public key, signed by key-b",
             seal(_env(key_b, 1, None, TS, env_a1.kind, env_a1.body, hub=key_a.public), key_b),
             reason="key_not_in_force",
+        ),
+        check_vector(
+            "reject-weak-key",
+            "reject",
+            "event-a1 with hub = key = the identity point 0100…00, and as signature R = "
+            "0100…00 and S = 0, which OpenSSL accepts for any message under that key",
+            forged_a1,
+            reason="weak_key",
         ),
         check_vector(
             "reject-bad-signature",

@@ -6,6 +6,8 @@ import base64
 import binascii
 from functools import lru_cache
 
+from hubnode.crypto import weak_key_reason
+
 HUB_PREFIX = "hub:"
 _HUB_B32_LEN = 52  # base32 of 32 bytes, without padding
 
@@ -18,7 +20,12 @@ def hub_display(hub: bytes) -> str:
 
 @lru_cache(maxsize=4096)
 def parse_hub(text: str) -> bytes:
-    """The 32-byte hub id in ``text`` (``hub:…``); ValueError saying what is wrong."""
+    """The 32-byte hub id in ``text`` (``hub:…``); ValueError saying what is wrong.
+
+    A key no hub can have (:func:`hubnode.crypto.weak_key_reason`: small order or a
+    non-canonical encoding) is refused like a malformed id; the ``HubId`` field of every
+    body refuses the same keys, so a parsed body field always parses here.
+    """
     value = text.strip()
     if not value.startswith(HUB_PREFIX):
         raise ValueError(f"{text!r} is not a hub id: hub ids start with {HUB_PREFIX!r}")
@@ -34,6 +41,12 @@ def parse_hub(text: str) -> bytes:
         raise ValueError(f"{text!r} is not a hub id: {e}") from None
     if hub_display(raw) != HUB_PREFIX + b32.lower():
         raise ValueError(f"{text!r} is not a hub id: non-canonical base32")
+    weak = weak_key_reason(raw)
+    if weak is not None:
+        raise ValueError(
+            f"{text!r} cannot be a hub id: {weak}; no hub has this key, "
+            "so ask the hub for the id `hubnode id` prints"
+        )
     return raw
 
 

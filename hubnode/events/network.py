@@ -49,6 +49,8 @@ class HubAdmitted(Body, frozen=True, kw_only=True):
     """This hub vouches for another hub joining the network."""
 
     hub: HubId
+    """The admitted hub's id. A key no hub can have (small order, or non-canonical) fails
+    the schema, so no vouch can open a write path for a key anyone can sign as."""
     name: Name | None = None
     note: Note = ""
 

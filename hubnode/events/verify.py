@@ -1,7 +1,8 @@
 """Verification of one wire record, in the order DESIGN §3 fixes.
 
-size → outer decode → envelope decode → net → hub trusted → key in force → signature →
-seq/prev shape → (the log checks the link to the hub's head) → body decode by kind.
+size → outer decode → envelope decode → net → hub a usable key → hub trusted → key in force →
+signature → seq/prev shape → (the log checks the link to the hub's head) → body decode by
+kind.
 
 Pure functions: no I/O, safe to call from several threads (``cryptography`` releases the
 GIL while it verifies, so a thread pool uses every core).
@@ -68,6 +69,12 @@ def verify_record(
             raise InvalidEvent(
                 Reason.WRONG_NETWORK, f"event is for network {env.net!r}, not {net!r}"
             )
+        # No hub has such a key, and under a small-order one OpenSSL verifies forgeries (R =
+        # identity, S = 0 under the identity): refused by name, whoever trusts it. A
+        # signing key other than the hub id would be refused by crypto.verify.
+        weak = crypto.weak_key_reason(env.hub)
+        if weak is not None:
+            raise InvalidEvent(Reason.WEAK_KEY, f"hub id {hub_display(env.hub)} is refused: {weak}")
         if trusted is not None and not trusted(env.hub):
             raise UnknownHub(
                 f"{hub_display(env.hub)} is not trusted here; add it with `hubnode peers add`"
