@@ -22,6 +22,7 @@ from hubnode.commands.common import DataOpt, fail, folder_of, out
 from hubnode.commands.directory import Listing, _listings
 from hubnode.commands.directory_publish import _append
 from hubnode.events.directory import CATEGORIES, DAYS, ServicePublished
+from hubnode.events.fields import explain
 from hubnode.events.ids import hub_display
 from hubnode.events.kinds import Body
 
@@ -379,7 +380,7 @@ def directory_import(
         try:
             body = msgspec.convert(fields, ServicePublished)
         except msgspec.ValidationError as e:
-            fail(f"{file} service {n} ({fields['id'] or 'no id'}): {e}", 2)
+            fail(f"{file} service {n} ({fields['id'] or 'no id'}): {explain(str(e))}", 2)
         items.append(("service.published", body))
     seqs = _append(folder, items)
     for (_, published), seq in zip(items, seqs, strict=True):
