@@ -67,7 +67,9 @@ app.add_typer(peers_app, name="peers")
 @app.command()
 def init(
     data: DataOpt,
-    name: Annotated[str, typer.Option(help="The hub's name as peers will see it.")],
+    name: Annotated[
+        str, typer.Option(help="The hub's name as peers will see it: one line of plain text.")
+    ],
     network: Annotated[str, typer.Option(help="Network name, e.g. darlington-csn.")],
     nats_url: Annotated[
         str, typer.Option(help='NATS server URL, or "embedded" to run a local one.')

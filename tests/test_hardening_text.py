@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from re import _constants as sre  # the regex parser's opcodes: see _can_hold
 from re import _parser as sre_parse
@@ -24,10 +23,12 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from hubnode import KINDS, EventLog, HubFolder, InvalidEvent, Reason, Status
+from hubnode.casework.skills import body_of
 from hubnode.cli import app
 from hubnode.commands.common import print_json, shown, terminal
 from hubnode.events.fields import LINE_PATTERN, REFUSED_IN_LINE, TEXT_PATTERN, explain
 from hubnode.events.kinds import KindRegistry
+from hubnode.events.skills import SkillOffered
 from hubnode.testing import ChainWriter
 
 from .conftest import NET, registered
@@ -77,7 +78,7 @@ def raw_refused(text: str) -> list[str]:
 
 
 @pytest.fixture
-async def log(tmp_path: Path) -> Iterator[EventLog]:
+async def log(tmp_path: Path) -> AsyncIterator[EventLog]:
     log = await EventLog.open(tmp_path / "log.sqlite3", net=NET)
     yield log
     await log.close()
@@ -138,10 +139,10 @@ MULTI_LINE = {
 }
 
 
-def _body_with(kind: str, base: Any, field: str, value: str) -> bytes:
-    """The msgpack body ``base`` with ``field`` set to ``value``, not validated."""
+def body_bytes(base: Any, **changes: Any) -> bytes:
+    """The msgpack body ``base`` (a Struct or a dict) with ``changes``, not validated."""
     fields = msgspec.to_builtins(base) if isinstance(base, msgspec.Struct) else dict(base)
-    return msgspec.msgpack.encode({**fields, field: value})
+    return msgspec.msgpack.encode({**fields, **changes})
 
 
 @pytest.mark.parametrize("char", REFUSED.values(), ids=REFUSED.keys())
@@ -150,10 +151,10 @@ def _body_with(kind: str, base: Any, field: str, value: str) -> bytes:
 )
 def test_every_text_field_refuses_controls_bidi_and_zero_width(case: Any, char: str):
     kind, base, field = case
-    good = _body_with(kind, base, field, "plain text")
+    good = body_bytes(base, **{field: "plain text"})
     KINDS.decode_body(kind, good)  # the rest of the body is fine
     with pytest.raises(InvalidEvent) as info:
-        KINDS.decode_body(kind, _body_with(kind, base, field, f"plain{char}text"))
+        KINDS.decode_body(kind, body_bytes(base, **{field: f"plain{char}text"}))
     assert info.value.reason is Reason.BAD_BODY
     assert f"$.{field}" in str(info.value)
 
@@ -163,35 +164,28 @@ def test_every_text_field_refuses_controls_bidi_and_zero_width(case: Any, char: 
 def test_one_line_fields_refuse_newline_and_tab(case: Any, char: str):
     kind, base, field = case
     with pytest.raises(InvalidEvent, match="one line of plain text"):
-        KINDS.decode_body(kind, _body_with(kind, base, field, f"line one{char}line two"))
+        KINDS.decode_body(kind, body_bytes(base, **{field: f"line one{char}line two"}))
 
 
 @pytest.mark.parametrize("case", MULTI_LINE.values(), ids=MULTI_LINE.keys())
 def test_multi_line_fields_keep_newlines_and_tabs(case: Any):
     kind, base, field = case
-    body = KINDS.decode_body(kind, _body_with(kind, base, field, "line one\n\tline two"))
+    body = KINDS.decode_body(kind, body_bytes(base, **{field: "line one\n\tline two"}))
     assert getattr(body, field) == "line one\n\tline two"
 
 
 def test_text_keeps_every_other_script_and_emoji():
     name = "Café Ürün — مركز 社区中心 🏠 O'Brien & Sons (DL1)"
-    assert (
-        KINDS.decode_body(
-            "hub.registered", _body_with("hub.registered", registered(), "name", name)
-        ).name
-        == name
-    )  # type: ignore[attr-defined]
+    body = KINDS.decode_body("hub.registered", body_bytes(registered(), name=name))
+    assert body.name == name  # type: ignore[attr-defined]
 
 
 def test_the_two_patterns_refuse_exactly_the_documented_characters():
-    for code in range(0x3000):
-        char = chr(code)
+    line, text = re.compile(LINE_PATTERN), re.compile(TEXT_PATTERN)
+    for char in map(chr, (*range(0x3000), 0xFEFF, 0xFFFD, 0x1F3E0)):
         refused = char in EVERY_REFUSED
-        assert (re.search(LINE_PATTERN, char) is None) == refused, hex(code)
-        assert (re.search(TEXT_PATTERN, char) is None) == (refused and char not in "\n\t"), hex(
-            code
-        )
-    assert re.search(LINE_PATTERN, "\ufeff") is None and re.search(LINE_PATTERN, "\ufffd")
+        assert (line.search(char) is None) == refused, f"U+{ord(char):04X}"
+        assert (text.search(char) is None) == (refused and char not in "\n\t"), f"U+{ord(char):04X}"
 
 
 def test_schema_messages_say_the_rule_in_words():
@@ -220,7 +214,7 @@ class OldRules(KindRegistry):
 
 
 def test_a_stored_body_with_refused_text_reads_with_replacement_characters():
-    data = _body_with("hub.registered", registered(), "name", EVIL)
+    data = body_bytes(registered(), name=EVIL)
     with pytest.raises(InvalidEvent):
         KINDS.decode_body("hub.registered", data)
     body = KINDS.decode_body("hub.registered", data, stored=True)
@@ -232,29 +226,23 @@ def test_a_stored_multi_line_body_keeps_its_newlines_when_it_can():
     base = MULTI_LINE["service description"][1]
     body = KINDS.decode_body(
         "service.published",
-        _body_with("service.published", base, "description", "one\ntwo\u202e"),
+        body_bytes(base, description="one\ntwo\u202e"),
         stored=True,
     )
     assert body.description == "one\ntwo\ufffd"  # type: ignore[attr-defined]
-    newline_in_name = _body_with("hub.registered", registered(), "name", "one\ntwo")
+    newline_in_name = body_bytes(registered(), name="one\ntwo")
     body = KINDS.decode_body("hub.registered", newline_in_name, stored=True)
     assert body.name == "one\ufffdtwo"  # type: ignore[attr-defined]
 
 
 def test_a_stored_body_failing_another_rule_still_fails():
-    data = msgspec.msgpack.encode({**msgspec.to_builtins(registered(EVIL)), "roles": []})
+    data = body_bytes(registered(), name=EVIL, roles=[])
     with pytest.raises(InvalidEvent) as info:
         KINDS.decode_body("hub.registered", data, stored=True)
     assert info.value.reason is Reason.BAD_BODY
 
 
 # -- the CLI prints stored peer text escaped ---------------------------------------------
-
-
-@dataclass
-class Hubs:
-    data: Path
-    peer: ChainWriter
 
 
 def _store_as_an_old_node_did(data: Path, records: list[bytes]) -> None:
@@ -268,17 +256,16 @@ def _store_as_an_old_node_did(data: Path, records: list[bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
-def hubs(tmp_path_factory: pytest.TempPathFactory) -> Hubs:
+def stored(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This hub, holding records of a hostile peer stored before bodies refused such text."""
     data = tmp_path_factory.mktemp("text") / "hub"
     assert invoke("init", "--data", data, "--name", "Hub A", "--network", NET).exit_code == 0
     peer = ChainWriter(NET)
-    body = _loose_body
     records = [
-        peer.next("hub.registered", body(registered(), name=EVIL, area="Area\u202eLD")),
+        peer.next("hub.registered", body_bytes(registered(), name=EVIL, area="Area\u202eLD")),
         peer.next(
             "service.published",
-            body(
+            body_bytes(
                 MULTI_LINE["service description"][1],
                 name=f"Advice{EVIL}",
                 organisation="Org\u200b[/x]",
@@ -287,7 +274,7 @@ def hubs(tmp_path_factory: pytest.TempPathFactory) -> Hubs:
         ),
         peer.next(
             "tender.shared",
-            body(
+            body_bytes(
                 SINGLE_LINE["tender buyer"][1],
                 title=f"Care{EVIL}",
                 buyer="Council\x9b2J",
@@ -296,11 +283,13 @@ def hubs(tmp_path_factory: pytest.TempPathFactory) -> Hubs:
         ),
         peer.next(
             "idea.submitted",
-            body(MULTI_LINE["idea description"][1], title=f"Idea{EVIL}", area="Ward\u2066x"),
+            body_bytes(MULTI_LINE["idea description"][1], title=f"Idea{EVIL}", area="Ward\u2066x"),
         ),
         peer.next(
             "skill.offered",
-            body(SINGLE_LINE["skill title"][1], title=f"Digging{EVIL}", description="\x1b[5m"),
+            body_bytes(
+                SINGLE_LINE["skill title"][1], title=f"Digging{EVIL}", description="\x1b[5m"
+            ),
         ),
     ]
     _store_as_an_old_node_did(data, records)
@@ -309,12 +298,7 @@ def hubs(tmp_path_factory: pytest.TempPathFactory) -> Hubs:
         "--title", "Need digging",
     )  # fmt: skip
     assert request.exit_code == 0, request.output
-    return Hubs(data, peer)
-
-
-def _loose_body(base: Any, **changes: Any) -> bytes:
-    fields = msgspec.to_builtins(base) if isinstance(base, msgspec.Struct) else dict(base)
-    return msgspec.msgpack.encode({**fields, **changes})
+    return data
 
 
 PRINTING = {
@@ -332,8 +316,8 @@ PRINTING = {
 
 
 @pytest.mark.parametrize("args", PRINTING.values(), ids=PRINTING.keys())
-def test_commands_print_stored_peer_text_without_its_controls(hubs: Hubs, args: list[str]):
-    where = ["--data", hubs.data] if args[0] != "audit" else [hubs.data]
+def test_commands_print_stored_peer_text_without_its_controls(stored: Path, args: list[str]):
+    where = ["--data", stored] if args[0] != "audit" else [stored]
     result = invoke(*args, *where)
     assert raw_refused(result.stdout) == [] and raw_refused(result.stderr) == []
     if args[0] == "audit":  # a fresh node would not take it: the auditor says so
@@ -344,15 +328,15 @@ def test_commands_print_stored_peer_text_without_its_controls(hubs: Hubs, args: 
     assert "Evil" in result.stdout or args == ["status"]
 
 
-def test_peer_text_is_not_read_as_rich_markup(hubs: Hubs):
-    result = invoke("directory", "search", "--data", hubs.data)
+def test_peer_text_is_not_read_as_rich_markup(stored: Path):
+    result = invoke("directory", "search", "--data", stored)
     assert result.exit_code == 0, result.output
     assert "Org\ufffd[/x]" in result.stdout
 
 
 @pytest.mark.parametrize("args", [["network"], ["log", "show"], ["tender", "show", "ocds-abc-1"]])
-def test_json_output_holds_no_raw_controls(hubs: Hubs, args: list[str]):
-    result = invoke(*args, "--data", hubs.data, "--json")
+def test_json_output_holds_no_raw_controls(stored: Path, args: list[str]):
+    result = invoke(*args, "--data", stored, "--json")
     assert result.exit_code == 0, result.output
     assert raw_refused(result.stdout) == []
     assert "Evil\ufffd[2J" in result.stdout
@@ -378,14 +362,21 @@ def test_a_name_in_the_config_is_printed_escaped(tmp_path: Path):
     assert "Evil\\x1b[2J\\nfake line\\u202e" in result.stdout
 
 
-def test_old_views_are_printed_escaped(hubs: Hubs, tmp_path: Path):
-    # Views built by an older hubnode hold the raw text: the terminal escapes it.
+def test_the_terminal_escapes_whatever_it_prints():
+    # Views built by an older hubnode may hold the raw text: the console escapes it.
     console = terminal()
     with console.capture() as captured:
         console.print(f"{EVIL} \u202eabc [/x] [link=http://evil]x[/link]\nnext")
     text = captured.get()
     assert raw_refused(text) == []
     assert "Evil\\x1b[2J\\x1b]0;pwned\\x07 \\u202eabc [/x] [link=http://evil]x[/link]\nnext" in text
+
+
+def test_a_description_typed_in_a_browser_keeps_its_lines():
+    # Browsers send a textarea's line breaks as CRLF; CR alone is refused, CRLF is a newline.
+    base = dict(SINGLE_LINE["skill title"][1])
+    offer = body_of(SkillOffered, {**base, "area": ["DL1"], "description": "one\r\ntwo"})
+    assert offer.description == "one\ntwo"
 
 
 def test_shown_escapes_visibly():

@@ -44,6 +44,8 @@ _AT_FIELD: Final = re.compile(r"at `\$\.([a-z_]+)")
 def body_of(kind: type[B], fields: dict[str, Any]) -> B:
     """``fields`` validated as ``kind`` (constraints included), or InvalidInput naming
     the field (``title``, ``description``, …)."""
+    # A browser sends a textarea's line breaks as CRLF; bodies hold text with LF only.
+    fields = {k: v.replace("\r\n", "\n") if isinstance(v, str) else v for k, v in fields.items()}
     try:
         return msgspec.convert(fields, kind)
     except msgspec.ValidationError as e:
