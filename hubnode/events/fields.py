@@ -51,13 +51,15 @@ TEXT_PATTERN: Final = rf"^[^{REFUSED_CHARS}]*\Z"
 """Plain text that may run over several lines: newline and tab are its only controls."""
 
 REFUSED_IN_LINE: Final = re.compile(rf"[\t\n{REFUSED_CHARS}]")
+"""Finds a character a one-line field refuses (to report or escape it)."""
 REFUSED_IN_TEXT: Final = re.compile(rf"[{REFUSED_CHARS}]")
+"""Finds a character a multi-line field refuses."""
 
 Url = Annotated[
     str,
     msgspec.Meta(pattern=rf"^https?://[^\s{REFUSED_CHARS}]{{1,2000}}\Z", description="http(s) URL"),
 ]
-"""A web address: no white space, and none of :data:`REFUSED_CHARS` (nor can an id)."""
+"""A web address: no white space and none of :data:`REFUSED_CHARS`."""
 
 
 def line(*, max_length: int, min_length: int = 0, description: str | None = None) -> msgspec.Meta:
