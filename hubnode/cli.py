@@ -34,9 +34,12 @@ from hubnode.commands.common import (
     folder_of,
     hub_arg,
     out,
+    plain_text,
     print_json,
     progress,
     run_async,
+    shown,
+    terminal,
     when,
 )
 from hubnode.config import EMBEDDED, HubFolder
@@ -64,13 +67,17 @@ app.add_typer(peers_app, name="peers")
 @app.command()
 def init(
     data: DataOpt,
-    name: Annotated[str, typer.Option(help="The hub's name as peers will see it.")],
+    name: Annotated[
+        str, typer.Option(help="The hub's name as peers will see it: one line of plain text.")
+    ],
     network: Annotated[str, typer.Option(help="Network name, e.g. darlington-csn.")],
     nats_url: Annotated[
         str, typer.Option(help='NATS server URL, or "embedded" to run a local one.')
     ] = EMBEDDED,
 ) -> None:
     """Create a new hub: signing key (mode 0600), config file and empty log. Prints the hub id."""
+    plain_text("--name", name)
+    plain_text("--nats-url", nats_url)
     try:
         folder = HubFolder.init(data, name=name, network=network, nats_url=nats_url)
     except ValueError as e:
@@ -123,12 +130,12 @@ def log_show(
 
     async def show() -> None:
         async with await folder.open_log(with_key=False) as log:
-            after, shown = 0, 0
-            while limit is None or shown < limit:
+            after, printed = 0, 0
+            while limit is None or printed < limit:
                 page = await log.events(after_pos=after, hub=hub_id, kind=kind, limit=500)
                 if not page:
                     break
-                for ev in page[: None if limit is None else limit - shown]:
+                for ev in page[: None if limit is None else limit - printed]:
                     if as_json:
                         print_json(_event_json(ev))
                     else:
@@ -138,7 +145,7 @@ def log_show(
                             f"{ev.kind:<20} {body}",
                             markup=False,
                         )
-                    shown += 1
+                    printed += 1
                 after = page[-1].pos
 
     run_async(show())
@@ -323,6 +330,7 @@ def peers_add(
     hub_id = hub_arg(hub)
     assert hub_id is not None
     folder = folder_of(data)
+    plain_text("--name", name)
     if hub_id == folder.hub:
         fail("that is this hub's own id; it is always trusted", 2)
     if folder.add_trusted(hub_id, name):
@@ -362,14 +370,14 @@ def peers_list(data: DataOpt, as_json: JsonOpt = False) -> None:
         hubs = set(heads) | trust.known()
         rows = []
         for h in sorted(hubs):
-            shown = hub_display(h)
+            display = hub_display(h)
             head = heads.get(h)
-            peer = seen.get(shown, {})
+            peer = seen.get(display, {})
             lag, absurd = bounded_lag(peer.get("lag"), peer.get("lag_claim_absurd"))
             rows.append(
                 {
-                    "id": shown,
-                    "name": names.get(shown, ""),
+                    "id": display,
+                    "name": names.get(display, ""),
                     "trusted": trust.why(h),
                     "admitted_by": sorted(hub_display(a) for a in trust.admitters(h)),
                     "head_seq": head.seq if head else 0,
@@ -399,7 +407,7 @@ def peers_list(data: DataOpt, as_json: JsonOpt = False) -> None:
     for r in rows:
         table.add_row(
             r["id"],
-            r["name"],
+            shown(r["name"]),
             r["trusted"],
             ", ".join(a[:14] for a in r["admitted_by"]) or "-",
             str(r["head_seq"]),
@@ -459,7 +467,7 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
         print_json(report)
         return
     state = "running" if fresh else "not running"
-    out.print(f"{report['name']} ({report['hub']}) on {report['network']}: node {state}")
+    out.print(f"{shown(report['name'])} ({report['hub']}) on {report['network']}: node {state}")
     out.print(f"own head: seq {report['own_head']['seq']}; holding {len(held)} hubs")
     nats = report["nats"] or {}
     connected = f"connected to {nats.get('url')}" if nats.get("connected") else "not connected"
@@ -476,11 +484,11 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
         out.print(table)
     counters = report["counters"]
     if counters:
-        shown = (
+        counted = (
             ", ".join(f"{k} {v}" for k, v in counters.items() if k != "rejected" and v)
             or "none yet"
         )
-        out.print(f"counters: {shown}")
+        out.print(f"counters: {counted}")
         if counters.get("rejected"):
             out.print(
                 "rejected by reason: "
@@ -509,16 +517,16 @@ def network(data: DataOpt, as_json: JsonOpt = False) -> None:
         admitted_by.setdefault(admitted, []).append(hub_display(admitter))
     rows = []
     for hub, name, roles, area, contact in sorted(hubs, key=lambda r: (r[1], r[0])):
-        shown = hub_display(hub)
+        display = hub_display(hub)
         head = heads.get(hub)
         rows.append(
             {
-                "id": shown,
+                "id": display,
                 "name": name,
                 "roles": _json.loads(roles),
                 "area": area,
                 "contact": contact,
-                "admitted_by": sorted(admitted_by.get(shown, [])),
+                "admitted_by": sorted(admitted_by.get(display, [])),
                 "head_seq": head.seq if head else 0,
                 "forked_at": forked.get(hub),
             }
@@ -530,9 +538,9 @@ def network(data: DataOpt, as_json: JsonOpt = False) -> None:
     for r in rows:
         table.add_row(
             r["id"][:18] + "…",
-            r["name"],
+            shown(r["name"]),
             ", ".join(r["roles"]),
-            r["area"],
+            shown(r["area"]),
             ", ".join(a[:14] for a in r["admitted_by"]) or "-",
             str(r["head_seq"]),
             f"at seq {r['forked_at']}" if r["forked_at"] else "no",
@@ -560,7 +568,8 @@ def demo(
     """Run the demo: hubs as separate processes federate over a NATS cluster and share work."""
     from hubnode.demo import run_demo
 
-    run_async(run_demo(out, hubs=hubs, events=events, keep=keep))
+    # The demo styles its own lines with rich markup (and escapes what it quotes).
+    run_async(run_demo(terminal(markup=True), hubs=hubs, events=events, keep=keep))
 
 
 # Commands in ``hubnode/commands/<area>.py``: each module has register(app).

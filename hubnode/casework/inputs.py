@@ -15,6 +15,7 @@ import msgspec
 
 from hubnode.errors import HubnodeError
 from hubnode.events.directory import District
+from hubnode.events.fields import explain
 from hubnode.events.ids import hub_display
 from hubnode.events.kinds import Body
 from hubnode.events.pathway import PURPOSES
@@ -95,7 +96,7 @@ def body(cls: type[Body], fields: dict[str, Any]) -> Body:
     try:
         return msgspec.convert(fields, cls)
     except msgspec.ValidationError as e:
-        raise InvalidInput(cls.__name__, f"{cls.__name__}: {e}") from None
+        raise InvalidInput(cls.__name__, f"{cls.__name__}: {explain(str(e))}") from None
 
 
 def choice(option: str, value: str, choices: Sequence[str]) -> None:

@@ -20,6 +20,7 @@ import msgspec
 
 from hubnode.casework.inputs import InvalidInput
 from hubnode.config import HubFolder
+from hubnode.events.fields import explain
 from hubnode.events.ids import hub_display, parse_hub
 from hubnode.events.kinds import Body
 from hubnode.events.skills import (
@@ -43,12 +44,14 @@ _AT_FIELD: Final = re.compile(r"at `\$\.([a-z_]+)")
 def body_of(kind: type[B], fields: dict[str, Any]) -> B:
     """``fields`` validated as ``kind`` (constraints included), or InvalidInput naming
     the field (``title``, ``description``, …)."""
+    # A browser sends a textarea's line breaks as CRLF; bodies hold text with LF only.
+    fields = {k: v.replace("\r\n", "\n") if isinstance(v, str) else v for k, v in fields.items()}
     try:
         return msgspec.convert(fields, kind)
     except msgspec.ValidationError as e:
         found = _AT_FIELD.search(str(e))
         field = found.group(1) if found else "form"
-        raise InvalidInput(field, f"{e}; fix that value and try again") from None
+        raise InvalidInput(field, f"{explain(str(e))}; fix that value and try again") from None
 
 
 def parse_tags(values: list[str]) -> list[str]:

@@ -26,6 +26,7 @@ import msgspec
 from hubnode.casework.inputs import InvalidInput
 from hubnode.config import HubFolder
 from hubnode.errors import ConfigError
+from hubnode.events.fields import explain
 from hubnode.events.ids import parse_hub
 from hubnode.events.kinds import Body
 from hubnode.events.tenders import BidSubmitted, ClusterFormed, ClusterJoined, LotAssigned
@@ -348,7 +349,7 @@ def _body(kind: str, body_type: type[B], fields: dict[str, Any], field: str) -> 
     try:
         return msgspec.convert(fields, body_type)
     except (msgspec.ValidationError, ValueError) as e:
-        raise InvalidInput(field, f"{kind}: {e}") from None
+        raise InvalidInput(field, f"{kind}: {explain(str(e))}") from None
 
 
 async def form_cluster(

@@ -49,7 +49,7 @@ def _print_report(report: AuditReport, allow_forks: bool) -> None:
     ok = report.ok(allow_forks)
     mark = "[green]verified[/]" if ok else "[bold red]FAILED[/]"
     source = escape(report.source)
-    out.print(f"{source}: {report.records} records, {len(report.hubs)} hubs — {mark}")
+    out.print(f"{source}: {report.records} records, {len(report.hubs)} hubs — {mark}", markup=True)
     table = Table("hub", "events", "head seq", "head id", "forks", "status")
     for h in report.hubs.values():
         status = "ok" if h.verified else (f"{h.bad} bad" if h.bad else "forked")
@@ -63,14 +63,17 @@ def _print_report(report: AuditReport, allow_forks: bool) -> None:
         )
     out.print(table)
     if report.format_error:
-        out.print(f"[bold red]format:[/] {escape(report.format_error)}")
+        out.print(f"[bold red]format:[/] {escape(report.format_error)}", markup=True)
     if report.failures:
-        out.print(f"[bold red]first bad record:[/] {escape(str(report.failures[0]))}")
+        out.print(f"[bold red]first bad record:[/] {escape(str(report.failures[0]))}", markup=True)
         if report.failure_count > 1:
             out.print(f"… and {report.failure_count - 1} more bad records")
     for h in report.hubs.values():
         for seq in h.forks:
-            out.print(f"[bold red]fork:[/] {hub_display(h.hub)} signed two events at seq {seq}")
+            out.print(
+                f"[bold red]fork:[/] {hub_display(h.hub)} signed two events at seq {seq}",
+                markup=True,
+            )
 
 
 async def _replay_projections(source: Path) -> dict[str, str]:

@@ -8,6 +8,7 @@ so all commands behave alike: ``--data``/``HUBNODE_DATA``, ``--json``, one-line 
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -20,20 +21,65 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from hubnode.casework import InvalidInput, check_clear_text
 from hubnode.config import HubFolder
 from hubnode.errors import HubnodeError
+from hubnode.events.fields import (
+    LINE_RULE,
+    REFUSED_IN_LINE,
+    REFUSED_IN_TEXT,
+    TEXT_RULE,
+    first_refused,
+)
 from hubnode.events.ids import HUB_PREFIX, parse_hub
 from hubnode.projections import ProjectionRunner
 
 T = TypeVar("T")
 
-# Piped output (cron, CI, scripts) gets wide tables so hub ids are never cut short.
-out = Console(highlight=False, soft_wrap=True)
-if not out.is_terminal:
-    out.width = 250
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def shown(text: str, *, lines: bool = False) -> str:
+    """``text`` made safe to print: every character a body text field refuses (controls,
+    bidi and zero-width characters, docs/protocol.md "Human text") written as a visible
+    escape such as ``\\x1b`` or ``\\u202e``. ``lines`` keeps newlines and tabs."""
+    return (REFUSED_IN_TEXT if lines else REFUSED_IN_LINE).sub(_escape, text)
+
+
+_NAMED: Final = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape(found: re.Match[str]) -> str:
+    char = found.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+class Terminal(Console):
+    """A rich Console for output that quotes peers' text (names, titles, notes).
+
+    Strings are plain text: rich markup is read only where a print asks for it with
+    ``markup=True`` (and escapes what it quotes), or ``[/]`` in a hub's name would stop a
+    table and ``[link=…]`` would write a hyperlink. Every string printed, a table's cells
+    included, goes through :func:`shown` (newlines kept): bodies refuse those characters
+    now, but records stored before, views built before and hand-edited config files may
+    still hold them."""
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        return super().render_str(shown(text, lines=True), **options)
+
+
+def terminal(*, stderr: bool = False, markup: bool = False) -> Terminal:
+    """A :class:`Terminal` on stdout (or stderr), reading markup only if ``markup``."""
+    console = Terminal(stderr=stderr, highlight=False, soft_wrap=True, markup=markup, emoji=False)
+    if not stderr and not console.is_terminal:
+        # Piped output (cron, CI, scripts) gets wide tables so hub ids are never cut short.
+        console.width = 250
+    return console
+
+
+out = terminal()
+err = terminal(stderr=True)
 
 DataOpt = Annotated[
     Path,
@@ -116,8 +162,27 @@ def folder_of(data: Path) -> HubFolder:
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.buffer.write(msgspec.json.encode(value) + b"\n")
+    """One line of JSON. JSON escapes only C0 controls; the other characters text fields
+    refuse (DEL, C1 controls, bidi and zero-width characters) are written as ``\\uXXXX``
+    escapes too, which decode to the same strings but cannot steer a terminal."""
+    encoded = REFUSED_IN_LINE.sub(_json_escape, msgspec.json.encode(value).decode())
+    sys.stdout.buffer.write(encoded.encode() + b"\n")
     sys.stdout.buffer.flush()
+
+
+def _json_escape(found: re.Match[str]) -> str:
+    # Outside strings JSON is ASCII, so every match is inside a string.
+    return f"\\u{ord(found.group()):04x}"
+
+
+def plain_text(option: str, value: str, *, lines: bool = False) -> str:
+    """``value``, or exit 2 if it holds a character text fields refuse (one line unless
+    ``lines``): for options that become config values or names peers see."""
+    found = first_refused(value, lines=lines)
+    if found is not None:
+        rule = TEXT_RULE if lines else LINE_RULE
+        fail(f"{option} {value!r}: {found} is not allowed; {option} takes {rule}", 2)
+    return value
 
 
 @contextmanager

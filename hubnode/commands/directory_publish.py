@@ -22,6 +22,7 @@ from hubnode.events.directory import (
     ServicePublished,
     ServiceUpdated,
 )
+from hubnode.events.fields import explain
 from hubnode.events.kinds import KINDS, Body
 
 service_app = typer.Typer(help="Publish, update and withdraw this hub's services.")
@@ -149,7 +150,7 @@ def _body(kind: str, fields: dict[str, Any]) -> Body:
     try:
         body: Body = msgspec.convert(fields, spec.body)
     except msgspec.ValidationError as e:
-        fail(f"{kind}: {e}{_hint(str(e))}", 2)
+        fail(f"{kind}: {explain(str(e))}{_hint(str(e))}", 2)
     categories = getattr(body, "categories", None)
     if isinstance(categories, tuple):
         unknown = [c for c in categories if c not in CATEGORIES]

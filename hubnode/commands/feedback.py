@@ -36,6 +36,7 @@ from hubnode.events.feedback import (
     IdeaSubmitted,
     MonitoringRecorded,
 )
+from hubnode.events.fields import explain
 from hubnode.events.ids import HUB_PREFIX, hub_display
 from hubnode.events.kinds import Body
 from hubnode.projections.feedback import (
@@ -83,7 +84,7 @@ def _body(cls: type[Body], fields: dict[str, Any]) -> Body:
     try:
         return msgspec.convert(fields, cls)
     except msgspec.ValidationError as e:
-        fail(f"{cls.__name__}: {e}", 2)
+        fail(f"{cls.__name__}: {explain(str(e))}", 2)
 
 
 def _new_id(prefix: str) -> str:

@@ -22,6 +22,7 @@ from hubnode.commands.common import DataOpt, err, fail, folder_of, out
 from hubnode.commands.directory import Listing, _listings
 from hubnode.commands.directory_publish import _append
 from hubnode.events.directory import CATEGORIES, DAYS, ServicePublished
+from hubnode.events.fields import explain
 from hubnode.events.ids import hub_display
 from hubnode.events.kinds import Body
 
@@ -479,7 +480,7 @@ def directory_import(
         try:
             body = msgspec.convert(fields, ServicePublished)
         except msgspec.ValidationError as e:
-            fail(f"{named}: {e}", 2)
+            fail(f"{named}: {explain(str(e))}", 2)
         first_of[fields["id"]] = n
         warnings += [
             f"{named}: {cut.field} cut from {cut.length:,} to {cut.limit:,} characters"

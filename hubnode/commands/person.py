@@ -24,6 +24,7 @@ from hubnode.commands.common import (
     folder_of,
     out,
     print_json,
+    shown,
     when,
 )
 from hubnode.commands.pathway import act, read
@@ -101,7 +102,9 @@ def person_show(
         f"{info.subject}  logged by {hub_display(info.owner)} on {when(info.ts)}", markup=False
     )
     if info.erased:
-        out.print(f"erased on {when(info.erased_ts or 0)}: {info.erase_reason}", markup=False)
+        out.print(
+            f"erased on {when(info.erased_ts or 0)}: {shown(info.erase_reason or '')}", markup=False
+        )
     elif why is not None:
         out.print(f"details: not readable here — {why}", markup=False)
     for d in details:
@@ -184,7 +187,10 @@ def person_erasure_status(
     if not info.erased:
         out.print(f"{subject} has not been erased", markup=False)
         return
-    out.print(f"{subject} erased on {when(info.erased_ts or 0)}: {info.erase_reason}", markup=False)
+    out.print(
+        f"{subject} erased on {when(info.erased_ts or 0)}: {shown(info.erase_reason or '')}",
+        markup=False,
+    )
     table = Table("hub", "role", "destroyed its key")
     for h in hubs:
         c = confirmed.get(h)

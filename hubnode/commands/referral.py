@@ -24,6 +24,7 @@ from hubnode.commands.common import (
     out,
     parse_service,
     print_json,
+    shown,
     when,
 )
 from hubnode.commands.pathway import SubjectOpt, act, read, ref_key
@@ -251,9 +252,9 @@ def referral_show(data: DataOpt, ref: RefArg, as_json: JsonOpt = False) -> None:
     key = ref_key(folder, ref)
     detail = read(folder, lambda cw: cw.referral_detail(key))
     r, note = detail.referral, detail.note
-    shown = referral_json(r, folder.hub)
-    shown["note"] = note
-    shown["timeline"] = [
+    record = referral_json(r, folder.hub)
+    record["note"] = note
+    record["timeline"] = [
         {
             "kind": s.kind,
             "hub": hub_display(s.hub),
@@ -268,21 +269,21 @@ def referral_show(data: DataOpt, ref: RefArg, as_json: JsonOpt = False) -> None:
         for s, n in detail.timeline
     ]
     if as_json:
-        print_json(shown)
+        print_json(record)
         return
-    target = shown["service"] or shown["to"] or f"any consented hub offering {r.category}"
+    target = record["service"] or record["to"] or f"any consented hub offering {r.category}"
     lines = [
         f"referral {r.ref}",
         f"  person      {r.subject} ({r.urgency})",
-        f"  to          {target}",
+        f"  to          {shown(target)}",
         f"  status      {r.status} since {when(r.status_ts)}",
         f"  referring   {hub_display(r.referrer)}",
-        f"  receiving   {shown['receiving'] or 'nobody yet (open referral)'}",
+        f"  receiving   {record['receiving'] or 'nobody yet (open referral)'}",
         f"  note        {note or '-'}",
     ]
     if r.outcome is not None:
         lines.append(
-            f"  outcome     {r.outcome} ({'satisfied' if r.satisfied else 'not satisfied'})"
+            f"  outcome     {shown(r.outcome)} ({'satisfied' if r.satisfied else 'not satisfied'})"
         )
     lines.append(f"  you may     {commands_for(r.next_moves(folder.hub)) or 'nothing (no move)'}")
     out.print("\n".join(lines), markup=False)

@@ -21,6 +21,7 @@ from hubnode.commands.common import (
     fail,
     folder_of,
     out,
+    plain_text,
     print_json,
     run_async,
     when,
@@ -73,6 +74,7 @@ def staff_add(
     ] = False,
 ) -> None:
     """Add a staff account. Asks for the password twice (or reads it with --password-stdin)."""
+    plain_text("--name", name)
     folder = folder_of(data)
     if role not in ROLES:
         fail(f"--role {role!r}: use one of {', '.join(ROLES)}", 2)

@@ -32,6 +32,7 @@ from hubnode.commands.common import (
     folder_of,
     out,
     print_json,
+    shown,
 )
 from hubnode.config import HubFolder
 from hubnode.errors import ConfigError
@@ -125,7 +126,7 @@ def _show_new(
         else:
             value = f"{t['value']['amount']} {t['value']['currency']}"
             out.print(
-                f"{kind} {t['ocid']}: {t['title']} — {t['buyer']}, {value}, "
+                f"{kind} {t['ocid']}: {shown(t['title'])} — {shown(t['buyer'])}, {value}, "
                 f"ends {t['period']['end']} (watch {', '.join(map(str, hits))})"
             )
     if changed:

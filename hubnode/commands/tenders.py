@@ -40,10 +40,12 @@ from hubnode.commands.common import (
     out,
     print_json,
     run_async,
+    shown,
 )
 from hubnode.commands.ocds import ocds_package, ocds_record_package
 from hubnode.commands.tender_watch import watch_app
 from hubnode.config import HubFolder
+from hubnode.events.fields import explain
 from hubnode.events.ids import parse_hub
 from hubnode.events.kinds import KINDS, Body
 from hubnode.projections.runner import ProjectionRunner
@@ -79,7 +81,7 @@ def _body(kind: str, fields: dict[str, Any]) -> Body:
     try:
         body: Body = msgspec.convert(fields, spec.body)
     except (msgspec.ValidationError, ValueError) as e:
-        fail(f"{kind}: {e}", 2)
+        fail(f"{kind}: {explain(str(e))}", 2)
     return body
 
 
@@ -289,12 +291,12 @@ def tender_list(
     """The tenders shared with the network, as this hub sees them."""
     _, tenders = _view(data)
     watch = {"category": category, "area": area, "min_value": None, "max_value": None}
-    shown = [t for t in tenders if matches(watch, t)]
+    listed = [t for t in tenders if matches(watch, t)]
     if as_json:
-        print_json(shown)
+        print_json(listed)
         return
     table = Table("ocid", "title", "buyer", "value", "ends", "status", "lots", "clusters")
-    for t in shown:
+    for t in listed:
         table.add_row(
             t["ocid"],
             t["title"],
@@ -320,17 +322,17 @@ def tender_show(
     if as_json:
         print_json(t)
         return
-    out.print(f"{t['ocid']}: {t['title']} ({t['status']})")
-    out.print(f"  shared by {t['hub']}; buyer {t['buyer']}")
+    out.print(f"{t['ocid']}: {shown(t['title'])} ({t['status']})")
+    out.print(f"  shared by {t['hub']}; buyer {shown(t['buyer'])}")
     out.print(f"  value {t['value']['amount']} {t['value']['currency']}")
     out.print(f"  period {t['period']['start']} to {t['period']['end']}")
     if t["categories"] or t["area"]:
         out.print(f"  categories {', '.join(t['categories'])}; area {', '.join(t['area'])}")
     for lot in t["lots"]:
         value = f" ({lot['value']['amount']} {lot['value']['currency']})" if lot["value"] else ""
-        out.print(f"  lot {lot['id']}: {lot['title']}{value}")
+        out.print(f"  lot {lot['id']}: {shown(lot['title'])}{value}")
     for d in t["documents"]:
-        out.print(f"  document {d['title']}: {d['url']}")
+        out.print(f"  document {shown(d['title'])}: {shown(d['url'])}")
     for c in t["clusters"]:
         out.print(f"  cluster {c['cluster']} led by {c['lead']}: {len(c['members'])} members")
         for m in c["members"]:
@@ -341,7 +343,9 @@ def tender_show(
             value = f"{b['value']['amount']} {b['value']['currency']}"
             out.print(f"    bid for {', '.join(b['lots'])}: {value}")
     for a in t["awards"]:
-        who = a["supplier"] or f"cluster {a['cluster']} led by {a['lead']}"
+        who = (
+            shown(a["supplier"]) if a["supplier"] else f"cluster {a['cluster']} led by {a['lead']}"
+        )
         lots = f" lots {', '.join(a['lots'])}" if a["lots"] else ""
         out.print(f"  award to {who}{lots}: {a['value']['amount']} {a['value']['currency']}")
 

@@ -19,7 +19,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from hubnode.events.fields import HubId, unique
+from hubnode.events.fields import REFUSED_CHARS, HubId, Url, line, text, unique
 from hubnode.events.kinds import KINDS, Body
 
 CATEGORIES: Final[dict[str, str]] = {
@@ -54,10 +54,10 @@ ServiceId = Annotated[
         description="the publisher's id for the service: a slug or uuid",
     ),
 ]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Label = Annotated[str, msgspec.Meta(max_length=200)]
-Text = Annotated[str, msgspec.Meta(max_length=5000)]
-Description = Annotated[str, msgspec.Meta(min_length=1, max_length=5000)]
+Name = Annotated[str, line(min_length=1, max_length=200)]
+Label = Annotated[str, line(max_length=200)]
+Text = Annotated[str, text(max_length=5000)]
+Description = Annotated[str, text(min_length=1, max_length=5000)]
 Category = Annotated[
     str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{1,39}\Z", description="category tag")
 ]
@@ -75,8 +75,8 @@ Language = Annotated[
 ClockTime = Annotated[
     str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]\Z", description="HH:MM")
 ]
-Url = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s]{1,2000}\Z")]
-Email = Annotated[str, msgspec.Meta(pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+\Z", max_length=254)]
+_E = rf"[^@\s{REFUSED_CHARS}]"  # a character of an email address
+Email = Annotated[str, msgspec.Meta(pattern=rf"^{_E}{{1,64}}@{_E}+\.{_E}+\Z", max_length=254)]
 Phone = Annotated[str, msgspec.Meta(pattern=r"^\+?[0-9][0-9 ()-]{4,24}\Z")]
 Amount = Annotated[float, msgspec.Meta(ge=0, le=1_000_000)]
 
@@ -85,7 +85,7 @@ Languages = Annotated[tuple[Language, ...], msgspec.Meta(max_length=30)]
 Areas = Annotated[tuple[District, ...], msgspec.Meta(max_length=200)]
 Days = Annotated[tuple[Day, ...], msgspec.Meta(min_length=1, max_length=7)]
 AddressLines = Annotated[
-    tuple[Annotated[str, msgspec.Meta(min_length=1, max_length=200)], ...],
+    tuple[Annotated[str, line(min_length=1, max_length=200)], ...],
     msgspec.Meta(min_length=1, max_length=4),
 ]
 

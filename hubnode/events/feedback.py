@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from hubnode.events.fields import HubId, LocalId
+from hubnode.events.fields import REFUSED_CHARS, HubId, LocalId, line, text
 from hubnode.events.kinds import KINDS, Body
 
 Grade = Literal["A", "B", "C", "D"]
@@ -30,12 +30,15 @@ GRADE_MEANINGS: dict[Grade, str] = {
 }
 
 ServiceId = Annotated[
-    str, msgspec.Meta(pattern=r"^\S{1,128}\Z", description="the publisher's service id")
+    str,
+    msgspec.Meta(
+        pattern=rf"^[^\s{REFUSED_CHARS}]{{1,128}}\Z", description="the publisher's service id"
+    ),
 ]
 Rating = Annotated[int, msgspec.Meta(ge=1, le=5, description="1 (poor) to 5 (excellent)")]
-Comment = Annotated[str, msgspec.Meta(max_length=500)]
-Aspect = Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
-Topic = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+Comment = Annotated[str, text(max_length=500)]
+Aspect = Annotated[str, line(min_length=1, max_length=80)]
+Topic = Annotated[str, line(min_length=1, max_length=120)]
 Period = Annotated[
     str,
     msgspec.Meta(
@@ -43,10 +46,10 @@ Period = Annotated[
         description="a year (2026), quarter (2026-Q4) or month (2026-11)",
     ),
 ]
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
-Description = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+Title = Annotated[str, line(min_length=1, max_length=120)]
+Description = Annotated[str, text(min_length=1, max_length=2000)]
 Tag = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,39}\Z")]
-Area = Annotated[str, msgspec.Meta(max_length=120)]
+Area = Annotated[str, line(max_length=120)]
 
 
 class ServiceRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,12 +92,12 @@ class MonitoringRecorded(Body, frozen=True, kw_only=True):
         if self.topic is not None and self.topic != self.topic.strip():
             raise ValueError(f"topic {self.topic!r} must not start or end with spaces")
         seen: set[str] = set()
-        for line in self.aspects:
-            if line.aspect != line.aspect.strip():
-                raise ValueError(f"aspect {line.aspect!r} must not start or end with spaces")
-            if line.aspect.casefold() in seen:
-                raise ValueError(f"aspect {line.aspect!r} is graded twice; grade each once")
-            seen.add(line.aspect.casefold())
+        for graded in self.aspects:
+            if graded.aspect != graded.aspect.strip():
+                raise ValueError(f"aspect {graded.aspect!r} must not start or end with spaces")
+            if graded.aspect.casefold() in seen:
+                raise ValueError(f"aspect {graded.aspect!r} is graded twice; grade each once")
+            seen.add(graded.aspect.casefold())
 
 
 class IdeaSubmitted(Body, frozen=True, kw_only=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Annotated, Final
 
@@ -44,3 +45,74 @@ def unique(what: str, values: Sequence[str]) -> None:
     """Raise ValueError (a body validation error) if ``values`` repeat."""
     if len(set(values)) != len(values):
         raise ValueError(f"{what} must not repeat: {list(values)}")
+
+
+# -- human text -------------------------------------------------------------------------
+# Peers' text reaches operators' terminals and staff's browsers. Bodies refuse the
+# characters that can steer a terminal (C0/C1 controls: ESC starts clear-screen and
+# set-title sequences) or make text read other than it is (bidi overrides and isolates,
+# zero-width characters). docs/protocol.md, "Human text", lists them.
+
+REFUSED_CHARS: Final = (
+    r"\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+)
+"""The character-class body of what no text field holds: C0 controls but tab and newline,
+DEL, C1 controls, the Arabic letter mark, zero-width space/joiners and the LRM/RLM marks,
+line and paragraph separators, bidi embeddings and overrides, the word joiner, invisible
+operators and bidi isolates, and the zero-width no-break space (BOM)."""
+
+LINE_PATTERN: Final = rf"^[^\t\n{REFUSED_CHARS}]*\Z"
+"""One line of plain text: none of :data:`REFUSED_CHARS`, and no tab or newline."""
+TEXT_PATTERN: Final = rf"^[^{REFUSED_CHARS}]*\Z"
+"""Plain text that may run over several lines: newline and tab are its only controls."""
+
+REFUSED_IN_LINE: Final = re.compile(rf"[\t\n{REFUSED_CHARS}]")
+"""Finds a character a one-line field refuses (to report or escape it)."""
+REFUSED_IN_TEXT: Final = re.compile(rf"[{REFUSED_CHARS}]")
+"""Finds a character a multi-line field refuses."""
+
+Url = Annotated[
+    str,
+    msgspec.Meta(pattern=rf"^https?://[^\s{REFUSED_CHARS}]{{1,2000}}\Z", description="http(s) URL"),
+]
+"""A web address: no white space and none of :data:`REFUSED_CHARS`."""
+
+
+def line(*, max_length: int, min_length: int = 0, description: str | None = None) -> msgspec.Meta:
+    """The constraints of a one-line text field (a name, title, area, contact, reason):
+    ``Annotated[str, line(max_length=120)]``."""
+    return msgspec.Meta(
+        min_length=min_length, max_length=max_length, pattern=LINE_PATTERN, description=description
+    )
+
+
+def text(*, max_length: int, min_length: int = 0, description: str | None = None) -> msgspec.Meta:
+    """The constraints of a text field that may hold several lines (a description, a note,
+    a comment): like :func:`line`, but newline and tab are allowed."""
+    return msgspec.Meta(
+        min_length=min_length, max_length=max_length, pattern=TEXT_PATTERN, description=description
+    )
+
+
+LINE_RULE: Final = "one line of plain text (no tab, newline, control, bidi or zero-width character)"
+TEXT_RULE: Final = "plain text (no control, bidi or zero-width character; newline and tab are fine)"
+_EXPLAINED: Final = {
+    f"matching regex {LINE_PATTERN!r}": f"holding {LINE_RULE}",
+    f"matching regex {TEXT_PATTERN!r}": f"holding {TEXT_RULE}",
+}
+
+
+def explain(message: str) -> str:
+    """A validation message with the text patterns said in words, for people to read."""
+    for pattern, words in _EXPLAINED.items():
+        message = message.replace(pattern, words)
+    return message
+
+
+def first_refused(value: str, *, lines: bool = False) -> str | None:
+    """``U+001B at position 5``: the first character of ``value`` a text field refuses
+    (``lines``: one that allows newline and tab), or None."""
+    found = (REFUSED_IN_TEXT if lines else REFUSED_IN_LINE).search(value)
+    if found is None:
+        return None
+    return f"U+{ord(found.group()):04X} at position {found.start() + 1}"

@@ -7,6 +7,7 @@ step per version; the signed bytes are never rewritten.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -14,6 +15,7 @@ from typing import Any, Final
 import msgspec
 
 from hubnode.errors import InvalidEvent, Reason
+from hubnode.events.fields import REFUSED_IN_LINE, REFUSED_IN_TEXT, explain
 
 
 class Body(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,35 +103,22 @@ class KindRegistry:
             return _encoder.encode(body)
         return _encoder.encode({"_v": spec.version, **msgspec.structs.asdict(body)})
 
-    def decode_body(self, kind: str, data: bytes) -> Body:
-        """Validate and decode a body, upcasting old versions. Raises InvalidEvent."""
+    def decode_body(self, kind: str, data: bytes, *, stored: bool = False) -> Body:
+        """Validate and decode a body, upcasting old versions. Raises InvalidEvent.
+
+        ``stored``: the body of a record a log already holds, which was checked against
+        the rules in force when it was stored (see :func:`_shown_as_replacement`)."""
         spec = self.spec(kind)
         try:
             version = _version_decoder.decode(data).v
             if version == spec.version:
                 body: Body = spec.decoder.decode(data)
                 return body
-            if version > spec.version:
-                raise InvalidEvent(
-                    Reason.BODY_VERSION,
-                    f"{kind} body version {version}; this hubnode reads versions 1 to "
-                    f"{spec.version} — upgrade hubnode to read it",
-                )
-            if version < 1:
-                raise InvalidEvent(
-                    Reason.BODY_VERSION, f"{kind} body version {version}: versions start at 1"
-                )
-            fields = _dict_decoder.decode(data)
-            for step in range(version, spec.version):
-                try:
-                    fields = spec.upcasters[step](fields)
-                except Exception as e:  # old bodies come from peers: a crash here is theirs
-                    raise InvalidEvent(
-                        Reason.BAD_BODY, f"{kind} body version {step} cannot be upcast: {e!r}"
-                    ) from None
-            fields.pop("_v", None)
-            converted: Body = msgspec.convert(fields, spec.body)
-            return converted
+            return _lifted(spec, version, _dict_decoder.decode(data))
+        except msgspec.ValidationError as e:
+            if stored and (old := _shown_as_replacement(spec, data)) is not None:
+                return old
+            raise InvalidEvent(Reason.BAD_BODY, f"{kind} body: {explain(str(e))}") from None
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:  # see envelope
             raise InvalidEvent(Reason.BAD_BODY, f"{kind} body: {e}") from None
 
@@ -150,8 +139,67 @@ class KindRegistry:
                 )
             body: Body = msgspec.convert(fields, spec.body)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:  # see envelope
-            raise InvalidEvent(Reason.BAD_BODY, f"{kind} body: {e}") from None
+            raise InvalidEvent(Reason.BAD_BODY, f"{kind} body: {explain(str(e))}") from None
         return body
+
+
+def _lifted(spec: KindSpec, version: int, fields: dict[str, Any]) -> Body:
+    """The body map ``fields`` of body version ``version``, upcast and validated."""
+    kind = spec.kind
+    if version > spec.version:
+        raise InvalidEvent(
+            Reason.BODY_VERSION,
+            f"{kind} body version {version}; this hubnode reads versions 1 to "
+            f"{spec.version} — upgrade hubnode to read it",
+        )
+    if version < 1:
+        raise InvalidEvent(
+            Reason.BODY_VERSION, f"{kind} body version {version}: versions start at 1"
+        )
+    for step in range(version, spec.version):
+        try:
+            fields = spec.upcasters[step](fields)
+        except Exception as e:  # old bodies come from peers: a crash here is theirs
+            raise InvalidEvent(
+                Reason.BAD_BODY, f"{kind} body version {step} cannot be upcast: {e!r}"
+            ) from None
+    fields.pop("_v", None)
+    converted: Body = msgspec.convert(fields, spec.body)
+    return converted
+
+
+def _shown_as_replacement(spec: KindSpec, data: bytes) -> Body | None:
+    """A stored body that fails only the text rule, read with each refused character
+    replaced by U+FFFD; None if it fails otherwise.
+
+    Bodies did not always refuse control, bidi and zero-width characters (docs/protocol.md,
+    "Human text"), and a log keeps the records it stored before: their bytes, signatures
+    and ids never change. Reading them with those characters replaced keeps them readable,
+    and every reader safe from them, without a second, looser set of body types. Newlines
+    and tabs are replaced only if the body still fails with them (multi-line fields allow
+    them)."""
+    try:
+        fields = _dict_decoder.decode(data)
+        version = int(fields.get("_v", 1))
+        for refused in (REFUSED_IN_TEXT, REFUSED_IN_LINE):
+            try:
+                return _lifted(spec, version, _replaced(fields, refused))
+            except (msgspec.ValidationError, InvalidEvent):
+                continue
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, TypeError, ValueError):
+        pass
+    return None
+
+
+def _replaced(value: Any, refused: re.Pattern[str]) -> Any:
+    """``value`` (a decoded map, list or scalar) with ``refused`` characters as U+FFFD."""
+    if isinstance(value, str):
+        return refused.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {k: _replaced(v, refused) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replaced(v, refused) for v in value]
+    return value
 
 
 KINDS: Final = KindRegistry()

@@ -12,15 +12,15 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from hubnode.events.fields import HubId, unique
+from hubnode.events.fields import HubId, line, text, unique
 from hubnode.events.kinds import KINDS, Body
 
 Role = Literal["gateway", "direct-delivery", "follow-up", "advocacy", "new-services"]
 ROLES: tuple[Role, ...] = ("gateway", "direct-delivery", "follow-up", "advocacy", "new-services")
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
-Line = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Note = Annotated[str, msgspec.Meta(max_length=2000)]
+Name = Annotated[str, line(min_length=1, max_length=120)]
+Line = Annotated[str, line(min_length=1, max_length=200)]
+Note = Annotated[str, text(max_length=2000)]
 Roles = Annotated[tuple[Role, ...], msgspec.Meta(min_length=1, max_length=len(ROLES))]
 # Both bodies leave out fields at their default (omit_defaults): a body without a seal key
 # encodes exactly as before seal keys existed, and one update sends only what it changes.

@@ -28,7 +28,7 @@ import msgspec
 
 from hubnode.events.directory import Category, District
 from hubnode.events.feedback import ServiceRef
-from hubnode.events.fields import HubId, LocalId, unique
+from hubnode.events.fields import HubId, LocalId, line, unique
 from hubnode.events.kinds import KINDS, Body
 from hubnode.events.lifecycle import Status
 
@@ -55,8 +55,8 @@ AdvocacyOutcome = Literal["resolved", "unresolved", "withdrawn"]
 ADVOCACY_OUTCOMES: Final[tuple[AdvocacyOutcome, ...]] = ("resolved", "unresolved", "withdrawn")
 
 Needs = Annotated[tuple[Category, ...], msgspec.Meta(min_length=1, max_length=10)]
-Reason = Annotated[str, msgspec.Meta(max_length=300)]
-Outcome = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+Reason = Annotated[str, line(max_length=300)]
+Outcome = Annotated[str, line(min_length=1, max_length=300)]
 EventId = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 Key32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 MAX_SEALED: Final = 16 * 1024
@@ -231,7 +231,7 @@ class SubjectErased(Body, frozen=True, kw_only=True, omit_defaults=True):
     """The owning hub erases a subject: every holder destroys its copy of the data key."""
 
     subject: Subject
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+    reason: Annotated[str, line(min_length=1, max_length=300)]
     staff: StaffId | None = None
     """Which staff member acted, by pseudonym (the staff console fills it in)."""
 

@@ -24,7 +24,7 @@ from typing import Annotated
 
 import msgspec
 
-from hubnode.events.fields import HubId, unique
+from hubnode.events.fields import HubId, line, text, unique
 from hubnode.events.kinds import KINDS, Body
 from hubnode.events.pathway import StaffId
 
@@ -52,10 +52,10 @@ District = Annotated[
     ),
 ]
 Area = Annotated[tuple[District, ...], msgspec.Meta(min_length=1, max_length=50)]
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
-Text = Annotated[str, msgspec.Meta(max_length=4000)]
-Memo = Annotated[str, msgspec.Meta(max_length=500)]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+Title = Annotated[str, line(min_length=1, max_length=120)]
+Text = Annotated[str, text(max_length=4000)]
+Memo = Annotated[str, line(max_length=500)]
+Reason = Annotated[str, line(min_length=1, max_length=500)]
 HoursPerWeek = Annotated[float, msgspec.Meta(gt=0, le=168)]
 Seconds = Annotated[int, msgspec.Meta(gt=0, le=366 * 24 * 3600)]
 """One transfer moves at most a (leap) year of time: anything more is a typing slip."""

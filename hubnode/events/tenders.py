@@ -24,7 +24,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from hubnode.events.fields import HubId, unique
+from hubnode.events.fields import HubId, Url, line, text, unique
 from hubnode.events.kinds import KINDS, Body
 from hubnode.events.pathway import StaffId
 
@@ -37,12 +37,11 @@ Ocid = Annotated[
 ]
 LotId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}\Z")]
 ClusterId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,39}\Z")]
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Text = Annotated[str, msgspec.Meta(max_length=5000)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Title = Annotated[str, line(min_length=1, max_length=200)]
+Text = Annotated[str, text(max_length=5000)]
+Name = Annotated[str, line(min_length=1, max_length=200)]
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}\Z", description="ISO 4217 code")]
 Amount = Annotated[float, msgspec.Meta(ge=0, le=1e13)]
-Url = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s]{1,2000}\Z")]
 Category = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,39}\Z")]
 District = Annotated[
     str, msgspec.Meta(pattern=r"^[A-Z]{1,2}[0-9][0-9A-Z]?\Z", description="postcode district")

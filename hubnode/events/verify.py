@@ -122,9 +122,13 @@ def restore(raw: bytes, stored_id: bytes) -> Verified:
 
 
 def decode_event(verified: Verified, registry: KindRegistry = KINDS, pos: int = 0) -> Event:
-    """Decode the body of a verified record by its kind. Raises InvalidEvent."""
+    """Decode the body of a verified record a log holds, by its kind. Raises InvalidEvent.
+
+    The body passed its checks when the log stored it; one stored before bodies refused
+    control, bidi and zero-width characters reads with them replaced by U+FFFD
+    (:meth:`KindRegistry.decode_body` with ``stored``)."""
     env = verified.envelope
-    body = registry.decode_body(env.kind, env.body)
+    body = registry.decode_body(env.kind, env.body, stored=True)
     return Event(verified.id, env.hub, env.seq, env.prev, env.ts, env.kind, body, verified.raw, pos)
 
 
