@@ -27,6 +27,7 @@ from hubnode.casework.skills import body_of
 from hubnode.cli import app
 from hubnode.commands.common import print_json, shown, terminal
 from hubnode.events.fields import LINE_PATTERN, REFUSED_IN_LINE, TEXT_PATTERN, explain
+from hubnode.events.ids import hub_display
 from hubnode.events.kinds import KindRegistry
 from hubnode.events.skills import SkillOffered
 from hubnode.testing import ChainWriter
@@ -59,6 +60,9 @@ EVERY_REFUSED = [
         *range(0x2028, 0x202F), *range(0x2060, 0x206A), 0xFEFF,
     )
 ]  # fmt: skip
+
+SOME_HUB = hub_display(b"\x01" * 32)
+"""A hub id for bodies that name one (not a small-order point: those are refused too)."""
 
 
 def cli() -> CliRunner:
@@ -114,12 +118,12 @@ SINGLE_LINE = {
     ),
     "referral outcome": (
         "referral.outcome_recorded",
-        {"referral": {"hub": "hub:" + "a" * 52, "id": "r1"}, "outcome": "ok", "satisfied": True},
+        {"referral": {"hub": SOME_HUB, "id": "r1"}, "outcome": "ok", "satisfied": True},
         "outcome",
     ),
 }
 MULTI_LINE = {
-    "hub.admitted note": ("hub.admitted", {"hub": "hub:" + "a" * 52, "note": "ok"}, "note"),
+    "hub.admitted note": ("hub.admitted", {"hub": SOME_HUB, "note": "ok"}, "note"),
     "service description": (
         "service.published",
         {
@@ -441,6 +445,7 @@ def _can_hold(items: Any, char: str) -> bool:
         assert op in (
             sre.LITERAL, sre.NOT_LITERAL, sre.ANY, sre.IN, sre.MAX_REPEAT, sre.MIN_REPEAT,
             sre.POSSESSIVE_REPEAT, sre.SUBPATTERN, sre.BRANCH, sre.AT,
+            sre.ASSERT_NOT,  # a negative lookahead only refuses matches: it adds no character
         ), f"teach _can_hold the regex operator {op}"  # fmt: skip
     return False
 
