@@ -97,6 +97,8 @@ def text(*, max_length: int, min_length: int = 0, description: str | None = None
 LINE_RULE: Final = "one line of plain text (no tab, newline, control, bidi or zero-width character)"
 TEXT_RULE: Final = "plain text (no control, bidi or zero-width character; newline and tab are fine)"
 _EXPLAINED: Final = {
+    f"matching regex {HUB_ID_PATTERN!r}": "holding a hub id: hub: and the 52 base32 "
+    "characters of a key a hub can have (docs/protocol.md, Identity)",
     f"matching regex {LINE_PATTERN!r}": f"holding {LINE_RULE}",
     f"matching regex {TEXT_PATTERN!r}": f"holding {TEXT_RULE}",
 }

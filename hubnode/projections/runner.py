@@ -33,7 +33,7 @@ from typing import Any, Final
 
 import msgspec
 
-from hubnode.errors import HubnodeError, StorageError
+from hubnode.errors import HubnodeError, InvalidEvent, StorageError
 from hubnode.events.ids import hub_display
 from hubnode.events.kinds import KINDS, KindRegistry
 from hubnode.events.verify import Event, decode_event, restore
@@ -412,7 +412,20 @@ class ProjectionRunner:
         build and return the checkpoint to keep (the pos before the failing event)."""
         projection = self._instances[name]
         tx = self._tx(name, build)
-        events = [window.event(row) for row in wanted]
+        events: list[Event] = []
+        for row in wanted:
+            try:
+                events.append(window.event(row))
+            except InvalidEvent as e:
+                # Stored under an older hubnode's looser rules (docs/protocol.md, "Tightening
+                # a rule"): apply what comes before it, then stop here, as for an error.
+                failed = self._apply(name, build, wanted[: len(events)], window)
+                if failed is not None:
+                    return failed
+                env = restore(row[2], row[3]).envelope
+                where = f"{hub_display(env.hub)} seq {env.seq} ({env.kind}, pos {row[0]})"
+                self._stop(name, build, where, f"the stored body no longer decodes: {e}")
+                return row[0] - 1
         self._db.execute("SAVEPOINT batch")
         try:
             projection.apply_batch(events, tx)
@@ -431,16 +444,19 @@ class ProjectionRunner:
                 self._db.execute("RELEASE one")
                 self._db.execute("RELEASE batch")
                 where = f"{hub_display(event.hub)} seq {event.seq} ({event.kind}, pos {event.pos})"
-                detail = "".join(traceback.format_exception_only(e)).strip()
-                self._db.execute(
-                    "UPDATE projection_builds SET status = 'stopped', error_at = ?, error = ? "
-                    "WHERE name = ? AND build = ?",
-                    (where, detail, name, build),
-                )
+                self._stop(name, build, where, "".join(traceback.format_exception_only(e)).strip())
                 return event.pos - 1
             self._db.execute("RELEASE one")
         self._db.execute("RELEASE batch")
         return None  # the batch failed only as a whole (state-dependent): all applied now
+
+    def _stop(self, name: str, build: int, where: str, error: str) -> None:
+        """Stop the build at the event ``where`` names, with the ``error`` it met."""
+        self._db.execute(
+            "UPDATE projection_builds SET status = 'stopped', error_at = ?, error = ? "
+            "WHERE name = ? AND build = ?",
+            (where, error, name, build),
+        )
 
     def _swap_in(self, name: str, build: int) -> None:
         for other, _, _, status in self._builds(name):

@@ -15,6 +15,7 @@ transaction that reads the chain heads it builds on inside the transaction.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import time
@@ -52,6 +53,8 @@ from hubnode.store.chain import WriteTx, now_ms
 from hubnode.store.pending import PendingBuffer, PendingLimits
 from hubnode.store.schema import PRAGMAS, SCHEMA_VERSION, TABLES
 from hubnode.store.verifying import Checked, Claim, InFlight, Result, Turn, Turns, VerifyPool
+
+log = logging.getLogger("hubnode.log")
 
 MAX_BATCH: Final = 2048
 """Most events one append transaction takes; more waiting callers go in the next one."""
@@ -147,6 +150,8 @@ class EventLog:
         self._probe: sqlite3.Connection | None = None
         self._probed: tuple[int | None, int] = (None, 0)
         """The probe's ``data_version`` and the log connection's, when last asked."""
+        self._undecodable: set[int] = set()
+        """Positions of stored records whose bodies no longer decode, said once each."""
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -619,9 +624,18 @@ class EventLog:
             where.append(f"kind IN ({', '.join('?' * len(kind))})")
             args.extend(kind)  # type: ignore[arg-type]
         sql = f"SELECT pos, raw FROM events WHERE {' AND '.join(where)} ORDER BY pos LIMIT ?"
-        async with self._db.execute(sql, (*args, limit)) as cur:
-            rows = await cur.fetchall()
-        return [self._decode_stored(bytes(raw), pos) for pos, raw in rows]
+        found: list[Event] = []
+        while True:
+            async with self._db.execute(sql, (*args, limit)) as cur:
+                rows = list(await cur.fetchall())
+            for pos, raw in rows:
+                event = self._decode_stored(bytes(raw), pos)
+                if event is not None:
+                    found.append(event)
+            # A page of records that no longer decode is no end of the log: read on.
+            if found or len(rows) < limit:
+                return found
+            args[0] = rows[-1][0]
 
     async def _fewer_after(self, after_pos: int, hub: bytes) -> bool:
         """Whether fewer events follow ``after_pos`` than ``hub`` has (two index seeks)."""
@@ -633,8 +647,31 @@ class EventLog:
         after, of_hub = next(iter(rows))
         return bool(after <= of_hub)
 
-    def _decode_stored(self, raw: bytes, pos: int) -> Event:
-        return decode_event(reread(raw), self.registry, pos)
+    def _decode_stored(self, raw: bytes, pos: int) -> Event | None:
+        """The stored record, decoded; None, said once, if its body no longer decodes.
+
+        A log keeps what it stored under an older hubnode's rules, and a rule may since
+        have tightened (docs/protocol.md, "Tightening a rule"): such a record is left out of
+        what readers see (an admission in it is not counted, say) rather than stopping
+        every reader of the log. Projections stop at it instead, naming it
+        (:class:`~hubnode.projections.runner.ProjectionRunner`).
+        """
+        verified = reread(raw)
+        try:
+            return decode_event(verified, self.registry, pos)
+        except InvalidEvent as e:
+            if pos not in self._undecodable:
+                self._undecodable.add(pos)
+                env = verified.envelope
+                log.warning(
+                    "stored record %s seq %d (%s, pos %d) no longer decodes and is left out: %s",
+                    hub_display(env.hub),
+                    env.seq,
+                    env.kind,
+                    pos,
+                    e,
+                )
+            return None
 
     async def records(
         self, hub: bytes, from_seq: int = 1, *, limit: int = 1000, max_bytes: int = 1 << 20
