@@ -314,6 +314,39 @@ def test_enquiry_log_help_says_why_the_details_are_not_options(cli: CliRunner) -
     assert "visible to other users in /proc" in shown and "--from-file" in shown
 
 
+NOTE_COMMANDS = {
+    "referral create": ["referral", "create", "--subject", "s-" + "a" * 20, "--category", "debt"],
+    "followup record": ["followup", "record", "r-1a2b3c4d5e", "--satisfied", "no"],
+    "advocacy open": ["advocacy", "open", "r-1a2b3c4d5e"],
+    "advocacy close": ["advocacy", "close", "c-1a2b3c4d5e", "--outcome", "resolved"],
+}
+
+
+@pytest.mark.parametrize("command", list(NOTE_COMMANDS))
+def test_a_sealed_note_given_as_an_option_is_refused(
+    cli: CliRunner, hub: Path, command: str
+) -> None:
+    """Issue 12 item 10: a sealed note about a person, given with --note, sat in /proc and
+    the shell's history like the enquiry's details."""
+    first, second, *rest = NOTE_COMMANDS[command]
+    result = run(cli, first, second, "--data", hub, *rest, "--note", "Quenby owes rent")
+    one_line_error(result, 2, "--note: notes about a person on the command line are visible")
+    assert "--note-file" in result.output and "Quenby" not in result.output
+    assert run(cli, first, second, "--help").output.count("--note-file") >= 1
+
+
+def test_a_note_file_that_is_not_text_gets_one_line(cli: CliRunner, hub: Path) -> None:
+    first, second, *rest = NOTE_COMMANDS["advocacy open"]
+    bad = hub / "note.bin"
+    bad.write_bytes(b"\xff\xfe\x00bad")
+    result = run(cli, first, second, "--data", hub, *rest, "--note-file", bad)
+    one_line_error(result, 2, "--note-file")
+    huge = hub / "note.txt"
+    huge.write_text("x" * 5000)
+    result = run(cli, first, second, "--data", hub, *rest, "--note-file", huge)
+    one_line_error(result, 2, "--note-file")
+
+
 # -- key files open to other users --------------------------------------------------------
 
 
@@ -571,3 +604,7 @@ def test_an_hsds_file_and_a_json_body_saved_with_a_bom_are_read(
     published = run(cli, "service", "publish", "--data", hub, "--json", pasted)
     assert published.exit_code == 0, published.output
     assert [b["id"] for b in published_services(hub)] == ["advice", "forms"]
+    profile = "\ufeff" + json.dumps({"area": "Darlington and Durham"})
+    appended = run(cli, "log", "append", "--data", hub, "--kind", "hub.profile_updated",
+                   "--json", profile)  # fmt: skip
+    assert appended.exit_code == 0, appended.output

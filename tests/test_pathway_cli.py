@@ -43,8 +43,8 @@ def refused(
     return result
 
 
-def as_json(cli: CliRunner, *args: str | Path) -> Any:
-    return json.loads(ok(cli, *args, "--json").stdout)
+def as_json(cli: CliRunner, *args: str | Path, input: str | None = None) -> Any:
+    return json.loads(ok(cli, *args, "--json", input=input).stdout)
 
 
 def gossip(*hubs: Path) -> None:
@@ -133,7 +133,13 @@ def test_enquiry_referral_outcome_followup_and_advocacy_across_three_hubs(
     subject = log_enquiry(cli, a, b_id)
     create = ("referral", "create", "--data", a, "--subject", subject)
     made_json = as_json(
-        cli, *create, "--service", f"{b_id}:debt-advice", "--note", "prefers mornings"
+        cli,
+        *create,
+        "--service",
+        f"{b_id}:debt-advice",
+        "--note-file",
+        "-",
+        input="prefers mornings",
     )
     ref = made_json["ref"]
     assert ref == f"{a_id}:{made_json['referral']}"
@@ -166,12 +172,13 @@ def test_enquiry_referral_outcome_followup_and_advocacy_across_three_hubs(
     [due] = as_json(cli, "followup", "due", "--data", a, "--as-of", later)
     assert (due["ref"], due["why"]) == (ref, "follow-up")
     record = ("followup", "record", "--data", a, ref, "--satisfied", "no")
-    recorded = as_json(cli, *record, "--note", "still worried about bailiffs", "--advocacy")
+    worried = "still worried about bailiffs"
+    recorded = as_json(cli, *record, "--note-file", "-", "--advocacy", input=worried)
     assert as_json(cli, "followup", "due", "--data", a, "--as-of", later) == []
     [case] = as_json(cli, "advocacy", "list", "--data", a)
     assert (case["case"], case["referral"], case["outcome"]) == (recorded["case"], ref, None)
     close = ("advocacy", "close", "--data", a, case["case"], "--outcome", "resolved")
-    ok(cli, *close, "--note", "creditor agreed to wait")
+    ok(cli, *close, "--note-file", "-", input="creditor agreed to wait\n")
     assert as_json(cli, "advocacy", "list", "--data", a) == []
     [closed] = as_json(cli, "advocacy", "list", "--data", a, "--all")
     assert (closed["outcome"], closed["close_note"]) == ("resolved", "creditor agreed to wait")
@@ -179,7 +186,17 @@ def test_enquiry_referral_outcome_followup_and_advocacy_across_three_hubs(
     [seen_by_c] = as_json(cli, "advocacy", "list", "--data", c, "--all")
     assert seen_by_c["close_note"] == "[sealed]"
     refused(cli, "advocacy", "open", "--data", c, ref, says="this hub cannot open advocacy on")
-    opened = as_json(cli, "advocacy", "open", "--data", b, ref, "--note", "will call the creditor")
+    opened = as_json(
+        cli,
+        "advocacy",
+        "open",
+        "--data",
+        b,
+        ref,
+        "--note-file",
+        "-",
+        input="will call the creditor",
+    )
     gossip(a, b, c)
     [by_b] = as_json(cli, "advocacy", "list", "--data", a, "--hub", hubs.ids[1])
     assert (by_b["case"], by_b["note"]) == (opened["case"], "will call the creditor")

@@ -88,8 +88,8 @@ async def cli_json(*args: str, stdin: bytes | None = None) -> Any:
     return await hubnode_json(*(str(a) for a in args), stdin=stdin)
 
 
-async def cli(*args: str) -> str:
-    code, out, err = await hubnode(*(str(a) for a in args))
+async def cli(*args: str, stdin: bytes | None = None) -> str:
+    code, out, err = await hubnode(*(str(a) for a in args), stdin=stdin)
     assert code == 0, f"hubnode {' '.join(args)} exited {code}: {err}"
     return out
 
@@ -168,7 +168,7 @@ async def run_the_pathway(cluster: Cluster, a: HubFolder, b: HubFolder, c: HubFo
         subjects.append(logged["subject"])
     made = await cli_json(
         "referral", "create", "--data", da, "--subject", subjects[0],
-        "--to-hub", b.config.hub_id, "--note", REFERRAL_NOTE,
+        "--to-hub", b.config.hub_id, "--note-file", "-", stdin=REFERRAL_NOTE.encode(),
     )  # fmt: skip
     ref = made["ref"]
 
@@ -189,7 +189,7 @@ async def run_the_pathway(cluster: Cluster, a: HubFolder, b: HubFolder, c: HubFo
     await wait_until(lambda: a_sees("completed"), 15, "A to see the referral completed")
     await cli(
         "followup", "record", "--data", da, ref, "--satisfied", "no",
-        "--note", FOLLOWUP_NOTE, "--no-advocacy",
+        "--note-file", "-", "--no-advocacy", stdin=FOLLOWUP_NOTE.encode(),
     )  # fmt: skip
 
     # The details are real: B reads them (consent), C cannot.

@@ -42,8 +42,6 @@ advocacy_app = typer.Typer(
 )
 pathway_app = typer.Typer(help="This hub's pathway as a whole.", no_args_is_help=True)
 
-NoteOpt = Annotated[str, typer.Option(help="Notes about the person (sealed).")]
-
 
 def register(app: typer.Typer) -> None:
     app.add_typer(followup_app, name="followup")
@@ -126,7 +124,7 @@ def followup_record(
     satisfied: Annotated[
         str, typer.Option(help="Did the referral meet the person's need: yes or no.")
     ],
-    note: NoteOpt = "",
+    note_file: pathway.NoteFileOpt = None,
     advocacy: Annotated[
         bool | None,
         typer.Option(
@@ -135,10 +133,14 @@ def followup_record(
         ),
     ] = None,
     as_json: JsonOpt = False,
+    note: pathway.NoteRefused = None,
 ) -> None:
-    """Record a follow-up with the person; when they are not satisfied, offer advocacy."""
+    """Record a follow-up with the person; when they are not satisfied, offer advocacy.
+
+    A note is sealed: asked for on a terminal, or read with --note-file."""
     if satisfied not in ("yes", "no"):
         fail(f"--satisfied {satisfied!r}: answer yes or no", 2)
+    text = pathway.sealed_note(note, note_file, "What the person said")
     folder = folder_of(data)
     key = ref_key(folder, ref)
 
@@ -147,7 +149,7 @@ def followup_record(
         if satisfied == "no" and wanted is None and pathway.interactive():
             cw.require_involved(cw.find_referral(key), "follow up")  # refuse before asking
             wanted = typer.confirm("The person was not satisfied. Open an advocacy case?")
-        return await cw.record_followup(key, satisfied == "yes", note, advocacy=bool(wanted))
+        return await cw.record_followup(key, satisfied == "yes", text, advocacy=bool(wanted))
 
     done = act(folder, record)
     if as_json:
@@ -167,11 +169,19 @@ def followup_record(
 
 
 @advocacy_app.command("open")
-def advocacy_open(data: DataOpt, ref: RefArg, note: NoteOpt = "", as_json: JsonOpt = False) -> None:
-    """Open an advocacy case on a referral that failed the person."""
+def advocacy_open(
+    data: DataOpt,
+    ref: RefArg,
+    note_file: pathway.NoteFileOpt = None,
+    as_json: JsonOpt = False,
+    note: pathway.NoteRefused = None,
+) -> None:
+    """Open an advocacy case on a referral that failed the person (a note is sealed:
+    asked for on a terminal, or read with --note-file)."""
+    text = pathway.sealed_note(note, note_file, "Notes on the case")
     folder = folder_of(data)
     key = ref_key(folder, ref)
-    opened = act(folder, lambda cw: cw.open_advocacy(key, note))
+    opened = act(folder, lambda cw: cw.open_advocacy(key, text))
     if as_json:
         print_json({"case": opened.case, "ref": opened.ref, "seq": opened.seq})
         return
@@ -187,11 +197,14 @@ def advocacy_close(
     outcome: Annotated[
         str, typer.Option(help=f"{', '.join(ADVOCACY_OUTCOMES)}.", show_default=False)
     ],
-    note: NoteOpt = "",
+    note_file: pathway.NoteFileOpt = None,
+    note: pathway.NoteRefused = None,
 ) -> None:
-    """Close an advocacy case this hub opened."""
+    """Close an advocacy case this hub opened (a note is sealed: asked for on a terminal,
+    or read with --note-file)."""
+    text = pathway.sealed_note(note, note_file, "How it ended")
     folder = folder_of(data)
-    closed = act(folder, lambda cw: cw.close_advocacy(case_id, outcome, note))
+    closed = act(folder, lambda cw: cw.close_advocacy(case_id, outcome, text))
     out.print(
         f"advocacy case {closed.case} closed: {closed.outcome} (seq {closed.seq})", markup=False
     )

@@ -46,6 +46,7 @@ from hubnode.config import HubFolder
 from hubnode.errors import HubnodeError
 from hubnode.events.ids import hub_display
 from hubnode.events.pathway import CHANNELS, PURPOSES, URGENCIES
+from hubnode.privacy.seal import NOTE_MAX
 
 T = TypeVar("T")
 
@@ -173,25 +174,29 @@ def _ask(value: str | None, option: str, question: str, *, can_ask: bool = True)
     return answer.strip()
 
 
-def _person_from_file(source: Path) -> dict[str, str]:
-    """The personal fields in a JSON object read from ``source`` (``-``: stdin)."""
+def read_input(source: Path, option: str, limit: int) -> bytes:
+    """At most ``limit`` bytes read from ``source`` (``-``: stdin), a UTF-8 BOM dropped;
+    a usage error naming ``option`` if it cannot be read or is larger."""
     shown = "stdin" if str(source) == "-" else str(source)
     try:
         if str(source) == "-":
-            raw = sys.stdin.buffer.read(MAX_PERSON_FILE + 1)
+            raw = sys.stdin.buffer.read(limit + 1)
         else:
             with source.open("rb") as f:
-                raw = f.read(MAX_PERSON_FILE + 1)
+                raw = f.read(limit + 1)
     except OSError as e:
-        fail(f"--from-file: cannot read {shown}: {e.strerror or e}", 2)
-    if len(raw) > MAX_PERSON_FILE:
-        fail(
-            f"--from-file {shown}: larger than {MAX_PERSON_FILE // 1024} KB; is it the right file?",
-            2,
-        )
+        fail(f"{option}: cannot read {shown}: {e.strerror or e}", 2)
+    if len(raw) > limit:
+        fail(f"{option} {shown}: larger than {limit // 1024} KB; is it the right file?", 2)
+    return raw.removeprefix(b"\xef\xbb\xbf")  # editors may save UTF-8 with a BOM
+
+
+def _person_from_file(source: Path) -> dict[str, str]:
+    """The personal fields in a JSON object read from ``source`` (``-``: stdin)."""
+    shown = "stdin" if str(source) == "-" else str(source)
+    raw = read_input(source, "--from-file", MAX_PERSON_FILE)
     try:
-        # Editors may save UTF-8 with a BOM: drop it.
-        fields = msgspec.json.decode(raw.removeprefix(b"\xef\xbb\xbf"), type=dict[str, str])
+        fields = msgspec.json.decode(raw, type=dict[str, str])
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError) as e:
         fail(
             f"--from-file {shown}: expected a JSON object of text fields, such as "
@@ -238,6 +243,49 @@ FromFileOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+NOTE_NOT_ON_THE_COMMAND_LINE: Final = (
+    "notes about a person on the command line are visible to other users in /proc and kept "
+    "in shell history: use the prompt, --note-file FILE or --note-file - for stdin"
+)
+NoteFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--note-file",
+        help=f"Read the note (sealed: only the hubs the person agreed to can read it) from "
+        f"this UTF-8 text file, or from stdin with -; at most {NOTE_MAX:,} characters. Asked "
+        "for on a terminal when not given. Not an option's value: other users could read it "
+        "in /proc and the shell would keep it in its history.",
+        show_default=False,
+    ),
+]
+NoteRefused = Annotated[
+    str | None, typer.Option("--note", hidden=True, help=NOTE_NOT_ON_THE_COMMAND_LINE)
+]
+"""``--note``, kept only to explain, when given, why it is refused."""
+
+
+def sealed_note(note: str | None, note_file: Path | None, question: str) -> str:
+    """A sealed note: refused as ``--note``, read from ``--note-file``, else asked for on a
+    terminal ("" for none)."""
+    if note is not None:
+        fail(f"--note: {NOTE_NOT_ON_THE_COMMAND_LINE}", 2)
+    if note_file is None:
+        if not interactive():
+            return ""
+        answer: str = typer.prompt(
+            f"{question} (sealed; Enter: none)", default="", show_default=False
+        )
+        return answer.strip()
+    shown = "stdin" if str(note_file) == "-" else str(note_file)
+    try:
+        text = read_input(note_file, "--note-file", 4 * NOTE_MAX).decode("utf-8").strip()
+    except UnicodeDecodeError:
+        fail(f"--note-file {shown}: not UTF-8 text", 2)
+    if len(text) > NOTE_MAX:
+        fail(f"--note-file {shown}: {len(text):,} characters; a note holds at most {NOTE_MAX:,}", 2)
+    return text
 
 
 def _hidden(field: str) -> Any:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final
 import typer
 from rich.table import Table
 
+from hubnode.commands import pathway
 from hubnode.commands.common import (
     DataOpt,
     JsonOpt,
@@ -85,14 +86,19 @@ def referral_create(
         str | None,
         typer.Option(help="Open referral: any consented hub offering this need may claim it."),
     ] = None,
-    note: Annotated[str, typer.Option(help="Notes for the receiving hub (sealed).")] = "",
+    note_file: pathway.NoteFileOpt = None,
     urgency: Annotated[str, typer.Option(help=f"{', '.join(URGENCIES)}.")] = "routine",
     anyway: Annotated[
         bool, typer.Option("--anyway", help="Refer even though the service reports no capacity.")
     ] = False,
     as_json: JsonOpt = False,
+    note: pathway.NoteRefused = None,
 ) -> None:
-    """Refer a person (by pseudonym) to a hub, a service or any hub offering a need."""
+    """Refer a person (by pseudonym) to a hub, a service or any hub offering a need.
+
+    A note for the receiving hub is sealed: it is asked for on a terminal, or read with
+    --note-file, never given as an option."""
+    text = pathway.sealed_note(note, note_file, "Notes for the receiving hub")
     folder = folder_of(data)
     target = hub_arg(to_hub)
     svc = parse_service(service) if service is not None else None
@@ -103,7 +109,7 @@ def referral_create(
             to_hub=target,
             service=svc,
             category=category,
-            note=note,
+            note=text,
             urgency=urgency,
             anyway=anyway,
         ),

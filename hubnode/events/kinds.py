@@ -125,6 +125,12 @@ class KindRegistry:
     def body_from_json(self, kind: str, text: str | bytes) -> Body:
         """A body typed by an operator as JSON, validated against the kind's Struct."""
         spec = self.spec(kind)
+        # Text saved with a UTF-8 BOM ("$(cat body.json)") is still the same JSON.
+        text = (
+            text.removeprefix("\ufeff")
+            if isinstance(text, str)
+            else text.removeprefix(b"\xef\xbb\xbf")
+        )
         try:
             fields = msgspec.json.decode(text, type=dict[str, Any])
             # Peers ignore unknown fields (they may come from newer hubs); a person typing

@@ -46,10 +46,14 @@ class Person(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     notes: Annotated[str, msgspec.Meta(max_length=4000)] = ""
 
 
+NOTE_MAX: Final = 4000
+"""The most characters a sealed note holds."""
+
+
 class Note(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Free text about the person (referral, follow-up and advocacy notes): sealed too."""
 
-    text: Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=NOTE_MAX)]
 
 
 _encoder: Final = msgspec.msgpack.Encoder()
