@@ -22,6 +22,7 @@ from typing import Any, Final, Literal
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -34,6 +35,7 @@ from hubnode.console.permissions import DESCRIPTIONS, Permission, allowed
 from hubnode.console.security import LoginLimiter, same_token
 from hubnode.console.staff import Account, Session, StaffStore
 from hubnode.errors import HubnodeError
+from hubnode.events.fields import REFUSED_IN_TEXT
 from hubnode.events.ids import HUB_PREFIX, hub_display, short_hub
 
 log = logging.getLogger("hubnode.console")
@@ -102,6 +104,7 @@ class Console:
             autoescape=select_autoescape(default=True, default_for_string=True),
             trim_blocks=True,
             lstrip_blocks=True,
+            finalize=_shown,
         )
         self.templates.filters["when"] = when
         self.templates.globals["person_url"] = person_url
@@ -276,6 +279,15 @@ def plain(message: str) -> str:
     ```hubnode …```), which mean nothing in a page; first letter capitalised."""
     text = _CLI_HINT.sub("", message).strip()
     return text[:1].upper() + text[1:] if text else message
+
+
+def _shown(value: object) -> object:
+    """Every value a page prints, with the characters body text refuses (control, bidi,
+    zero-width; docs/protocol.md, "Human text") as U+FFFD: HTML escaping leaves them in,
+    and views built before the rule, or a hand-edited config, may still hold them."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return REFUSED_IN_TEXT.sub("\ufffd", value)
+    return value
 
 
 def _here(request: Request) -> str:
