@@ -167,7 +167,7 @@ def log_append(
 
 @log_app.command("kinds")
 def log_kinds(as_json: JsonOpt = False) -> None:
-    """List the event kinds this hubnode knows, with their body fields."""
+    """List the event kinds this hubnode knows, with their body fields and size limits."""
     rows: list[dict[str, Any]] = []
     for spec in KINDS:
         fields = [
@@ -179,14 +179,21 @@ def log_kinds(as_json: JsonOpt = False) -> None:
                 "version": spec.version,
                 "fields": fields,
                 "about": spec.description,
+                "max_body": spec.max_body,
             }
         )
     if as_json:
         print_json(rows)
         return
-    table = Table("kind", "v", "fields (? = optional)", "about")
+    table = Table("kind", "v", "fields (? = optional)", "about", "body limit")
     for row in rows:
-        table.add_row(row["kind"], str(row["version"]), ", ".join(row["fields"]), row["about"])
+        table.add_row(
+            row["kind"],
+            str(row["version"]),
+            ", ".join(row["fields"]),
+            row["about"],
+            f"{row['max_body'] // 1024} KiB",
+        )
     out.print(table)
 
 

@@ -207,7 +207,7 @@ class WriteTx:
         env = rec.envelope
         check_link(env, head)
         if not isinstance(rec, Checked):
-            registry.decode_body(env.kind, env.body)
+            registry.check_body(env.kind, env.body)
         elif rec.body_error is not None:  # decoded on the verify pool; reported in this order
             raise rec.body_error
         self.insert(env, rec.id, rec.raw)

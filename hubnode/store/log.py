@@ -258,8 +258,8 @@ class EventLog:
         for kind, body in items:
             data = self.registry.encode_body(kind, body)
             # Constraints are only checked on decode: refuse here anything peers would
-            # reject, or this hub's chain would stall at every peer.
-            self.registry.decode_body(kind, data)
+            # reject (the body limit included), or this hub's chain would stall at every peer.
+            self.registry.check_body(kind, data)
             encoded.append((kind, data))
         future: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
         self._queue.append((encoded, future))
