@@ -36,6 +36,8 @@ _HEADER: Final = """\
 # [embedded]: the local nats-server's ports, cluster routes and leafnode remotes.
 # console = true: `hubnode run` also serves the staff console on console_host:console_port
 # (docs/console.md); console_insecure_http allows plain http, on a loopback address only.
+# storage_budget_mb_per_day: MB of records one other hub may send in a UTC day before
+# `hubnode status` and the console warn; nothing is ever dropped for it (docs/operating.md).
 
 """
 
@@ -87,6 +89,13 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     console_port: Port = 8470
     console_insecure_http: bool = False
     """Cookies without ``Secure``, for plain http on a loopback address (no TLS proxy)."""
+    storage_budget_mb_per_day: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 20.0
+    """MB (10⁶ bytes) of records one other hub may send this node in a UTC day before the
+    node warns (status, console). Only a warning: nothing is dropped."""
+
+    @property
+    def storage_budget_bytes(self) -> int:
+        return round(self.storage_budget_mb_per_day * 1_000_000)
 
 
 class HubFolder:

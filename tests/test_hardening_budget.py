@@ -11,10 +11,13 @@ too much — while everything valid is still stored.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import re
 import re._parser as sre  # the stdlib's regex parser: how long a pattern's match can be
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +28,12 @@ from typer.testing import CliRunner
 
 from hubnode import KINDS, EventLog, InvalidEvent, Reason, SigningKey, Status, crypto
 from hubnode.cli import app
+from hubnode.config import HubFolder
 from hubnode.events.directory import Contact, CostOption, Location, ServicePublished, WeeklyHours
 from hubnode.events.ids import hub_display
 from hubnode.events.pathway import MAX_SEALED, ConsentRecorded, EnquiryLogged, ReferralRequested
 from hubnode.events.tenders import Document, Lot, Period, TenderShared, Value
+from hubnode.node import Node, read_status
 from hubnode.privacy.seal import Note, Person, key_boxes, new_subject, seal_value
 from hubnode.protocol.transport import Counters
 from hubnode.testing import ChainWriter
@@ -499,3 +504,124 @@ def test_the_limits_table_in_protocol_md_matches_the_registry() -> None:
     assert f"{GENERIC_MAX_BODY:,}".replace(",", " ") in section
     listed = msgspec.json.decode(CliRunner().invoke(app, ["log", "kinds", "--json"]).stdout)
     assert {row["kind"]: row["max_body"] for row in listed} == expected
+
+
+# -- the storage budget -----------------------------------------------------------------------
+
+
+def today() -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime())
+
+
+async def test_stored_bytes_are_counted_per_hub_and_day_of_receipt(log: EventLog) -> None:
+    a, b = ChainWriter(NET), ChainWriter(NET)
+    a1, a2, a3 = (a.next("hub.registered", registered(f"A {i}")) for i in range(3))
+    b1 = b.next("hub.registered", registered("B"))
+    bad = ChainWriter(NET).next("hub.closed", msgspec.msgpack.encode({"x": 1}))
+    day = today()
+    outcomes = await log.ingest([a1, a3, b1, bad, a1])  # a3 waits for a2; a1 twice
+    assert [o.status for o in outcomes] == [
+        Status.ACCEPTED,
+        Status.PENDING,
+        Status.ACCEPTED,
+        Status.REJECTED,
+        Status.DUPLICATE,
+    ]
+    await log.append("hub.registered", registered("own"))  # not received: not counted
+    stored = await ingest_one(log, a2)
+    assert (stored.status, stored.released) == (Status.ACCEPTED, 1)  # a3 stored with it
+    totals: dict[bytes, list[int]] = {}
+    for row in await log.received(since=day):
+        assert row.day in (day, today())  # a run across midnight UTC counts on two days
+        counted = totals.setdefault(row.hub, [0, 0])
+        counted[0] += row.records
+        counted[1] += row.bytes
+    assert totals == {a.hub: [3, len(a1) + len(a2) + len(a3)], b.hub: [1, len(b1)]}
+
+
+async def test_over_budget_lists_only_hubs_past_the_budget(log: EventLog) -> None:
+    a, b = ChainWriter(NET), ChainWriter(NET)
+    big = [a.next("hub.registered", registered("A" * 100)) for _ in range(20)]
+    small = [b.next("hub.registered", registered("B"))]
+    await log.ingest(big + small)
+    budget = sum(map(len, big)) - 1
+    over = await log.over_budget(budget, since=today())
+    assert [(o.hub, o.records, o.bytes) for o in over] == [(a.hub, 20, budget + 1)]
+    assert await log.over_budget(budget + 1, since=today()) == []
+
+
+@pytest.fixture
+def budget_hub(tmp_path: Path) -> Iterator[HubFolder]:
+    from hubnode.console.staff import StaffStore
+
+    from .test_console import CHEAP, PASSWORD
+
+    folder = HubFolder.init(tmp_path / "hub", name="Hub Home", network=NET)
+    folder.config = msgspec.structs.replace(folder.config, storage_budget_mb_per_day=0.02)
+    folder.save_config()
+    with StaffStore.open(folder.path) as store:
+        store.add("Ann", "worker", PASSWORD, CHEAP)
+    yield HubFolder.open(folder.path)
+
+
+def today_page(folder: HubFolder) -> str:
+    from .test_console import Clock, open_desk
+
+    desks = open_desk(folder, Clock())
+    try:
+        page = next(desks).signed_in("Ann").get("/")
+    finally:
+        desks.close()
+    assert page.status_code == 200, page.text
+    return page.text
+
+
+async def test_over_budget_traffic_shows_in_status_and_today_and_nothing_is_dropped(
+    budget_hub: HubFolder,
+) -> None:
+    from hubnode.store.intake import megabytes
+
+    sender = ChainWriter(NET)
+    records = [sender.next("hub.registered", registered("Flood Hub"))]
+    records += [
+        sender.next("hub.profile_updated", msgspec.msgpack.encode({"area": "a" * 190}))
+        for _ in range(120)
+    ]
+    sent = sum(map(len, records))
+    assert sent > 20_000  # the budget is 0.02 MB a day
+    node = Node(budget_hub)
+    await node.start()
+    try:
+        assert node.log is not None
+        outcomes = await node.log.ingest(records)
+        assert {o.status for o in outcomes} == {Status.ACCEPTED}
+        assert await node.log.count(sender.hub) == len(records)  # nothing dropped
+
+        async def flagged() -> list[dict[str, Any]]:
+            while True:
+                status = read_status(budget_hub) or {}
+                if status.get("over_budget"):
+                    return list(status["over_budget"])
+                await asyncio.sleep(0.05)
+
+        async with asyncio.timeout(10):
+            (entry,) = await flagged()
+        assert entry == {
+            "hub": hub_display(sender.hub),
+            "day": today(),
+            "records": len(records),
+            "bytes": sent,
+            "budget": 20_000,
+        }
+        result = await asyncio.to_thread(
+            CliRunner().invoke, app, ["status", "--data", str(budget_hub.path)]
+        )
+        assert result.exit_code == 0, result.output
+        line = next(x for x in result.stdout.splitlines() if hub_display(sender.hub)[:20] in x)
+        assert "over budget" in line.lower() and megabytes(sent) in line
+        html = await asyncio.to_thread(today_page, budget_hub)
+        assert f"Flood Hub sent {megabytes(sent)} today" in html
+        assert "budget of 0.02 MB" in html
+    finally:
+        await node.stop()
+    assert (read_status(budget_hub) or {}).get("over_budget")  # kept in the final status
