@@ -26,11 +26,12 @@ import msgspec.inspect as mi
 import pytest
 from typer.testing import CliRunner
 
-from hubnode import KINDS, EventLog, InvalidEvent, Reason, SigningKey, Status, crypto
+from hubnode import KINDS, EventLog, InvalidEvent, KindRegistry, Reason, SigningKey, Status, crypto
 from hubnode.cli import app
 from hubnode.config import HubFolder
 from hubnode.events.directory import Contact, CostOption, Location, ServicePublished, WeeklyHours
 from hubnode.events.ids import hub_display
+from hubnode.events.network import HubRegistered
 from hubnode.events.pathway import MAX_SEALED, ConsentRecorded, EnquiryLogged, ReferralRequested
 from hubnode.events.tenders import Document, Lot, Period, TenderShared, Value
 from hubnode.node import Node, read_status
@@ -132,6 +133,29 @@ async def test_a_repeated_key_cannot_hide_content(log: EventLog) -> None:
     outcome = await ingest_one(log, writer.next("hub.admitted", body))
     assert (outcome.status, outcome.reason) == (Status.REJECTED, BODY_TOO_LARGE), outcome
     assert "a repeated key" in outcome.detail
+
+
+@pytest.mark.parametrize("header", [b"\x85", b"\xde\x00\x05", b"\xdf\x00\x00\x00\x05"])
+def test_unknown_content_is_measured_whatever_the_map_header_width(header: bytes) -> None:
+    """Bodies need not be canonical: a wide map header changes nothing but its own size."""
+    enc = msgspec.msgpack.encode
+    known = enc(GOOD)[1:]
+    KINDS.check_body("hub.registered", header + known + enc("x") + enc(bytes(1019)))
+    with pytest.raises(InvalidEvent) as info:
+        KINDS.check_body("hub.registered", header + known + enc("x") + enc(bytes(1020)))
+    assert info.value.reason == BODY_TOO_LARGE
+
+
+def test_a_kinds_limit_may_not_exceed_the_generic_one() -> None:
+    from hubnode.events.kinds import GENERIC_MAX_BODY
+
+    registry = KindRegistry()
+    with pytest.raises(ValueError, match="max_body"):
+        registry.register("test.big", HubRegistered, max_body=GENERIC_MAX_BODY + 1)
+    registry.register("test.small", HubRegistered, max_body=100)
+    with pytest.raises(InvalidEvent) as info:
+        registry.check_body("test.small", msgspec.msgpack.encode({**GOOD, "name": "x" * 100}))
+    assert info.value.reason == BODY_TOO_LARGE
 
 
 async def test_an_unknown_kind_over_the_generic_limit_is_refused_before_its_kind_is_looked_up(
