@@ -90,7 +90,7 @@ def _check_chunk(raws: Sequence[bytes], registry: KindRegistry) -> list[_Checked
             out.append(e)
             continue
         try:
-            registry.decode_body(rec.envelope.kind, rec.envelope.body)
+            registry.check_body(rec.envelope.kind, rec.envelope.body)
         except InvalidEvent as e:
             out.append((rec, e))
         else:

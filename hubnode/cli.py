@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import msgspec
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hubnode.commands import (
@@ -48,6 +49,8 @@ from hubnode.events.ids import hub_display, short_hub
 from hubnode.events.kinds import KINDS
 from hubnode.events.verify import Event
 from hubnode.hublog import HublogWriter
+from hubnode.store.chain import now_ms
+from hubnode.store.intake import DailyIntake, alert_since, day_of, megabytes
 
 app = typer.Typer(
     help="hubnode: signed event logs for a peer-to-peer network of community hubs.",
@@ -174,7 +177,7 @@ def log_append(
 
 @log_app.command("kinds")
 def log_kinds(as_json: JsonOpt = False) -> None:
-    """List the event kinds this hubnode knows, with their body fields."""
+    """List the event kinds this hubnode knows, with their body fields and size limits."""
     rows: list[dict[str, Any]] = []
     for spec in KINDS:
         fields = [
@@ -186,14 +189,21 @@ def log_kinds(as_json: JsonOpt = False) -> None:
                 "version": spec.version,
                 "fields": fields,
                 "about": spec.description,
+                "max_body": spec.max_body,
             }
         )
     if as_json:
         print_json(rows)
         return
-    table = Table("kind", "v", "fields (? = optional)", "about")
+    table = Table("kind", "v", "fields (? = optional)", "about", "body limit")
     for row in rows:
-        table.add_row(row["kind"], str(row["version"]), ", ".join(row["fields"]), row["about"])
+        table.add_row(
+            row["kind"],
+            str(row["version"]),
+            ", ".join(row["fields"]),
+            row["about"],
+            f"{row['max_body'] // 1024} KiB",
+        )
     out.print(table)
 
 
@@ -448,6 +458,7 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
 
     held = run_async(heads())
     own = held.get(folder.hub)
+    over_budget = run_async(_over_budget(folder))
     snapshot = read_status(folder) or {}
     fresh = bool(snapshot) and snapshot.get("running") and time.time() - snapshot["updated_at"] < 10
     report = {
@@ -462,12 +473,14 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
         "counters": snapshot.get("counters", {}),
         "pending": snapshot.get("pending", 0),
         "updated_at": snapshot.get("updated_at"),
+        "over_budget": [row.as_json(folder.config.storage_budget_bytes) for row in over_budget],
     }
     if as_json:
         print_json(report)
         return
     state = "running" if fresh else "not running"
     out.print(f"{shown(report['name'])} ({report['hub']}) on {report['network']}: node {state}")
+    _print_over_budget(folder, over_budget)
     out.print(f"own head: seq {report['own_head']['seq']}; holding {len(held)} hubs")
     nats = report["nats"] or {}
     connected = f"connected to {nats.get('url')}" if nats.get("connected") else "not connected"
@@ -494,6 +507,30 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
                 "rejected by reason: "
                 + ", ".join(f"{k} {v}" for k, v in counters["rejected"].items())
             )
+
+
+async def _over_budget(folder: HubFolder) -> list[DailyIntake]:
+    """Other hubs that sent this one more than its storage budget today or yesterday."""
+    async with await folder.open_log(with_key=False) as log:
+        return await log.over_budget(
+            folder.config.storage_budget_bytes, since=alert_since(now_ms()), other_than=folder.hub
+        )
+
+
+def _print_over_budget(folder: HubFolder, rows: list[DailyIntake]) -> None:
+    names = {t.id: t.name for t in folder.config.trust if t.name}
+    budget = megabytes(folder.config.storage_budget_bytes)
+    today = day_of(now_ms())
+    for row in rows:
+        shown = hub_display(row.hub)
+        who = f"{names[shown]} ({shown})" if shown in names else shown
+        day = "today" if row.day == today else f"on {row.day}"
+        out.print(
+            f"[bold red]OVER BUDGET[/]: {escape(who)} sent {megabytes(row.bytes)} "
+            f"({row.records} records) {day}, over this hub's storage budget of {budget} a "
+            "day. Nothing was dropped: check with its operator (docs/operating.md, "
+            '"A hub is sending too much").'
+        )
 
 
 @app.command()

@@ -42,6 +42,8 @@ _HEADER: Final = """\
 # (docs/console.md); console_insecure_http allows plain http, on a loopback address only.
 # trusted_proxies: addresses or networks ("127.0.0.1", "10.0.0.0/24") of reverse proxies
 # whose X-Forwarded-For the console believes; none by default (docs/console.md).
+# storage_budget_mb_per_day: MB of records one other hub may send in a UTC day before
+# `hubnode status` and the console warn; nothing is ever dropped for it (docs/operating.md).
 
 """
 
@@ -107,10 +109,17 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     trusted_proxies: tuple[str, ...] = ()
     """IP addresses or CIDR networks of the reverse proxies whose ``X-Forwarded-For`` the
     console believes; from any other peer it is ignored (docs/console.md)."""
+    storage_budget_mb_per_day: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 20.0
+    """MB (10⁶ bytes) of records one other hub may send this node in a UTC day before the
+    node warns (status, console). Only a warning: nothing is dropped."""
 
     def __post_init__(self) -> None:
         for proxy in self.trusted_proxies:
             proxy_network(proxy)
+
+    @property
+    def storage_budget_bytes(self) -> int:
+        return round(self.storage_budget_mb_per_day * 1_000_000)
 
 
 def proxy_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

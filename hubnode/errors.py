@@ -33,6 +33,8 @@ class Reason(StrEnum):
     UNKNOWN_KIND = "unknown_kind"
     BAD_BODY = "bad_body"
     BODY_VERSION = "body_version"
+    BODY_TOO_LARGE = "body_too_large"
+    """Over its kind's body limit, or carrying more unknown fields than a body may."""
 
 
 class InvalidEvent(HubnodeError):

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -25,6 +26,8 @@ from hubnode.privacy.keyring import Keyring, catch_up_keys
 from hubnode.projections import ProjectionRunner, installed_projections
 from hubnode.protocol.natsd import EmbeddedServer
 from hubnode.protocol.transport import Gossip
+from hubnode.store.chain import now_ms
+from hubnode.store.intake import DailyIntake, alert_since, megabytes
 from hubnode.store.log import EventLog
 from hubnode.trust import TrustSet
 
@@ -88,6 +91,9 @@ class Node:
         self._catching_up: asyncio.Future[int] | None = None
         self.keyring: Keyring | None = None
         self.started_at = time.time()
+        self.over_budget: list[DailyIntake] = []
+        """Other hubs that sent more than the storage budget today or yesterday."""
+        self._budget_warned: set[tuple[bytes, str]] = set()
 
     async def start(self) -> None:
         cfg = self.folder.config
@@ -188,8 +194,32 @@ class Node:
 
     async def _status_loop(self) -> None:
         while True:
+            await self._check_budget()
             self.write_status(running=True)
             await asyncio.sleep(STATUS_EVERY)  # the status file's refresh period
+
+    async def _check_budget(self) -> None:
+        """Find the hubs over the storage budget; log a warning once per hub and day."""
+        assert self.log is not None
+        budget = self.folder.config.storage_budget_bytes
+        try:
+            self.over_budget = await self.log.over_budget(
+                budget, since=alert_since(now_ms()), other_than=self.folder.hub
+            )
+        except sqlite3.Error as e:  # keep the last answer: the status must still be written
+            log.warning("cannot read the storage budget's counts: %s", e)
+            return
+        for row in self.over_budget:
+            if (row.hub, row.day) not in self._budget_warned:
+                self._budget_warned.add((row.hub, row.day))
+                log.warning(
+                    "%s sent %s on %s, over this hub's storage budget of %s a day "
+                    "(storage_budget_mb_per_day); nothing is dropped: check with its operator",
+                    hub_display(row.hub),
+                    megabytes(row.bytes),
+                    row.day,
+                    megabytes(budget),
+                )
 
     def write_status(self, *, running: bool) -> None:
         assert self.gossip is not None
@@ -211,6 +241,9 @@ class Node:
                     for h in self.gossip.trust.members
                     if self.gossip.trust.admitters(h)
                 },
+                "over_budget": [
+                    row.as_json(self.folder.config.storage_budget_bytes) for row in self.over_budget
+                ],
             }
         )
         path = status_path(self.folder)

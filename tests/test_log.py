@@ -339,6 +339,7 @@ REJECTIONS: dict[Reason, Callable[[ChainWriter], list[bytes]]] = {
     Reason.UNKNOWN_KIND: lambda w: [_third(w, kind="no.such_kind")],
     Reason.BAD_BODY: lambda w: [_third(w, body=_body({"area": ""}))],
     Reason.BODY_VERSION: lambda w: [_third(w, body=_body({"_v": 9, "area": "a"}))],
+    Reason.BODY_TOO_LARGE: lambda w: [_third(w, body=_body({"area": "a", "new": "x" * 2000}))],
 }
 
 

@@ -2,12 +2,12 @@
 names, heads, forks and lag, the warnings the "today" page leads with, and one service of
 the directory.
 
-Lag and peers come from ``run/status.json``, which the running node rewrites about once a
-second (:func:`hubnode.node.read_status`); heads and forks from the log itself. A peer's
-lag is what *this* hub lacks of what that peer announced; heads announcements are not
-signed, so the lag is a claim, one past :data:`~hubnode.protocol.sync.LAG_CAP` is flagged
-rather than counted, and only a signed record makes a hub "seen running" (docs/console.md,
-"The network page and the warnings").
+Lag, peers and the hubs over this hub's storage budget come from ``run/status.json``,
+which the running node rewrites about once a second (:func:`hubnode.node.read_status`);
+heads and forks from the log itself. A peer's lag is what *this* hub lacks of what that
+peer announced; heads announcements are not signed, so the lag is a claim, one past
+:data:`~hubnode.protocol.sync.LAG_CAP` is flagged rather than counted, and only a signed
+record makes a hub "seen running" (docs/console.md, "The network page and the warnings").
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from hubnode.events.ids import hub_display, parse_hub
 from hubnode.projections.directory import decode_service
 from hubnode.projections.runner import ProjectionRunner
 from hubnode.protocol.sync import LAG_CAP, bounded_lag, events_lacking
+from hubnode.store.intake import alert_since, day_of, megabytes
 from hubnode.store.log import EventLog
 
 STALE_AFTER: Final = 10.0
@@ -116,10 +117,39 @@ def service(views: ProjectionRunner, publisher: bytes, service_id: str) -> Listi
 
 
 @dataclass(frozen=True)
+class OverBudget:
+    """A hub whose records took more than this hub's storage budget on one day."""
+
+    hub: bytes
+    day: str
+    bytes: int
+    budget: int
+
+
+@dataclass(frozen=True)
 class NodeState:
     running: bool
     connected: bool
     updated_at: float | None
+    over_budget: tuple[OverBudget, ...] = ()
+
+
+def _over_budget(entries: Any) -> tuple[OverBudget, ...]:
+    """The ``over_budget`` entries of the status file; any that do not parse are skipped."""
+    found = []
+    for entry in entries if isinstance(entries, list) else ():
+        try:
+            found.append(
+                OverBudget(
+                    parse_hub(entry["hub"]),
+                    str(entry["day"]),
+                    int(entry["bytes"]),
+                    int(entry["budget"]),
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return tuple(found)
 
 
 def node_state(status: dict[str, Any] | None, now: float) -> NodeState:
@@ -132,7 +162,8 @@ def node_state(status: dict[str, Any] | None, now: float) -> NodeState:
         and now - updated < STALE_AFTER
     )
     nats = status.get("nats") or {}
-    return NodeState(fresh, fresh and bool(nats.get("connected")), updated)
+    over = _over_budget(status.get("over_budget"))  # kept when the node stops: still true
+    return NodeState(fresh, fresh and bool(nats.get("connected")), updated, over)
 
 
 async def network(
@@ -198,4 +229,19 @@ def warnings(me: bytes, found: list[Hub], state: NodeState, now: float) -> list[
         elif now - heard >= SILENT_WARNING:
             minutes = int((now - heard) // 60)
             said.append(f"Nothing heard from {hub.name} for {minutes} minutes.")
+    said += budget_warnings(me, found, state, now)
     return said
+
+
+def budget_warnings(me: bytes, found: list[Hub], state: NodeState, now: float) -> list[str]:
+    """One warning per hub that sent more than the storage budget today or yesterday."""
+    today, since = day_of(int(now * 1000)), alert_since(int(now * 1000))
+    known = {hub.id: hub for hub in found}
+    return [
+        f"{name_of(known, row.hub)} sent {megabytes(row.bytes)} "
+        f"{'today' if row.day == today else 'yesterday'}, over this hub's storage budget of "
+        f"{megabytes(row.budget)} a day. Nothing was dropped: ask whoever looks after the "
+        "server to check with that hub's operator."
+        for row in state.over_budget
+        if row.hub != me and since <= row.day <= today
+    ]

@@ -245,7 +245,7 @@ def _check_lists(
             unique(what, items)
 
 
-KINDS.register("service.published", ServicePublished)
-KINDS.register("service.updated", ServiceUpdated)
-KINDS.register("service.withdrawn", ServiceWithdrawn)
-KINDS.register("capacity.reported", CapacityReported)
+KINDS.register("service.published", ServicePublished, max_body=65536)
+KINDS.register("service.updated", ServiceUpdated, max_body=65536)
+KINDS.register("service.withdrawn", ServiceWithdrawn, max_body=24576)
+KINDS.register("capacity.reported", CapacityReported, max_body=24576)

@@ -114,6 +114,6 @@ class IdeaSubmitted(Body, frozen=True, kw_only=True):
             raise ValueError(f"tags must not repeat: {list(self.tags)}")
 
 
-KINDS.register("feedback.submitted", FeedbackSubmitted)
-KINDS.register("monitoring.recorded", MonitoringRecorded)
-KINDS.register("idea.submitted", IdeaSubmitted)
+KINDS.register("feedback.submitted", FeedbackSubmitted, max_body=4096)
+KINDS.register("monitoring.recorded", MonitoringRecorded, max_body=24576)
+KINDS.register("idea.submitted", IdeaSubmitted, max_body=16384)

@@ -1,8 +1,13 @@
-"""The kind registry: ``kind`` → body Struct, body schema version and upcasters (DESIGN §3).
+"""The kind registry: ``kind`` → body Struct, body schema version, upcasters and body
+limit (DESIGN §3).
 
 Bodies are msgpack maps. Key ``_v`` carries the body schema version (absent means 1).
 A body older than the registered version is upcast in memory by pure functions, one
 step per version; the signed bytes are never rewritten.
+
+Each kind has a body limit in bytes, and a body may carry only a few keys its kind does
+not have (the optional fields a newer version adds): :meth:`KindRegistry.check_body` is
+the body step of ingest and append, :meth:`KindRegistry.decode_body` the read path.
 """
 
 from __future__ import annotations
@@ -30,9 +35,20 @@ class _BodyVersion(msgspec.Struct):
     v: int = msgspec.field(default=1, name="_v")
 
 
+GENERIC_MAX_BODY: Final = 64 * 1024
+"""The body limit of a kind this hubnode does not know, and of a kind registered without
+one: the largest limit of hubnode's own kinds, so a kind added later that is no larger
+passes this step on a node that does not know it yet."""
+UNKNOWN_FIELDS_MAX: Final = 8
+"""Most entries a body may carry that are not fields of its kind: room for the optional
+fields newer versions add (docs/protocol.md, Evolving bodies)."""
+UNKNOWN_BYTES_MAX: Final = 1024
+"""Most bytes those entries may take, keys included."""
+
 _encoder: Final = msgspec.msgpack.Encoder()
 _version_decoder: Final = msgspec.msgpack.Decoder(_BodyVersion)
 _dict_decoder: Final = msgspec.msgpack.Decoder(dict[str, Any])
+_entries_decoder: Final = msgspec.msgpack.Decoder(dict[str, msgspec.Raw])
 
 
 @dataclass(frozen=True)
@@ -42,7 +58,11 @@ class KindSpec:
     version: int
     upcasters: Mapping[int, Upcaster]
     description: str
+    max_body: int
+    """The most bytes a body of this kind may take (docs/protocol.md, Body limits)."""
     decoder: msgspec.msgpack.Decoder[Any] = field(repr=False, compare=False)
+    keys: Mapping[str, int] = field(repr=False, compare=False)
+    """Each key a body of this kind may have (its fields and ``_v``) → its encoded size."""
 
 
 class KindRegistry:
@@ -59,10 +79,20 @@ class KindRegistry:
         version: int = 1,
         upcasters: Mapping[int, Upcaster] | None = None,
         description: str = "",
+        max_body: int = GENERIC_MAX_BODY,
     ) -> None:
-        """Register ``kind``; ``upcasters[n]`` lifts a version-``n`` body to ``n + 1``."""
+        """Register ``kind``; ``upcasters[n]`` lifts a version-``n`` body to ``n + 1``.
+
+        ``max_body`` bounds its bodies in bytes. Choose it to hold the kind's largest valid
+        body plus :data:`UNKNOWN_BYTES_MAX`, and never lower it once events are signed:
+        a node with a lower limit stops the chain of any hub that signed a larger body.
+        """
         if kind in self._specs:
             raise ValueError(f"kind {kind!r} is already registered")
+        if not 0 < max_body <= GENERIC_MAX_BODY:
+            raise ValueError(
+                f"kind {kind!r} max_body {max_body}: a body limit is 1 to {GENERIC_MAX_BODY} bytes"
+            )
         steps = dict(upcasters or {})
         missing = [n for n in range(1, version) if n not in steps]
         if missing:
@@ -73,7 +103,12 @@ class KindRegistry:
             version=version,
             upcasters=steps,
             description=description or (body.__doc__ or "").strip().splitlines()[0],
+            max_body=max_body,
             decoder=msgspec.msgpack.Decoder(body),
+            keys={
+                name: len(_encoder.encode(name))
+                for name in ("_v", *(f.encode_name for f in msgspec.structs.fields(body)))
+            },
         )
 
     def __contains__(self, kind: object) -> bool:
@@ -103,12 +138,48 @@ class KindRegistry:
             return _encoder.encode(body)
         return _encoder.encode({"_v": spec.version, **msgspec.structs.asdict(body)})
 
+    def check_body(self, kind: str, data: bytes) -> Body:
+        """The body step of ingest and append (docs/protocol.md, Verification step 11).
+
+        The size first, before anything is decoded (against :data:`GENERIC_MAX_BODY` for a
+        kind not registered here), then :meth:`decode_body`, then the content the kind does
+        not know: at most :data:`UNKNOWN_FIELDS_MAX` entries in :data:`UNKNOWN_BYTES_MAX`
+        bytes. Raises InvalidEvent (``body_too_large`` for either limit).
+        """
+        spec = self._specs.get(kind)
+        limit = GENERIC_MAX_BODY if spec is None else spec.max_body
+        if len(data) > limit:
+            raise InvalidEvent(
+                Reason.BODY_TOO_LARGE,
+                f"{kind} body is {len(data):,} bytes, over the {limit:,}-byte limit "
+                + (
+                    "for kinds this hubnode does not know"
+                    if spec is None
+                    else "of its kind (docs/protocol.md, Body limits): shorten its longest "
+                    "texts or lists"
+                ),
+            )
+        if spec is None:
+            spec = self.spec(kind)  # raises: not registered here
+        body = self._decode(spec, data)
+        # A map of at most 8 entries in at most 1 KiB cannot carry more than the allowance:
+        # most bodies are decided by their first byte (a fixmap header) and their length.
+        head = data[0]
+        if len(data) > UNKNOWN_BYTES_MAX or head & 0xF0 != 0x80 or head & 0x0F > UNKNOWN_FIELDS_MAX:
+            _check_unknown_content(spec, data)
+        return body
+
     def decode_body(self, kind: str, data: bytes, *, stored: bool = False) -> Body:
         """Validate and decode a body, upcasting old versions. Raises InvalidEvent.
 
-        ``stored``: the body of a record a log already holds, which was checked against
-        the rules in force when it was stored (see :func:`_shown_as_replacement`)."""
-        spec = self.spec(kind)
+        Unknown keys are ignored, whatever their size: records from elsewhere go through
+        :meth:`check_body` first. ``stored``: the body of a record a log already holds,
+        which was checked against the rules in force when it was stored (see
+        :func:`_shown_as_replacement`)."""
+        return self._decode(self.spec(kind), data, stored=stored)
+
+    def _decode(self, spec: KindSpec, data: bytes, *, stored: bool = False) -> Body:
+        kind = spec.kind
         try:
             version = _version_decoder.decode(data).v
             if version == spec.version:
@@ -206,6 +277,53 @@ def _replaced(value: Any, refused: re.Pattern[str]) -> Any:
     if isinstance(value, list):
         return [_replaced(v, refused) for v in value]
     return value
+
+
+def _map_header(data: bytes) -> tuple[int, int]:
+    """(entries, header bytes) of the msgpack map that ``data`` holds."""
+    first = data[0]
+    if first & 0xF0 == 0x80:
+        return first & 0x0F, 1
+    if first == 0xDE:
+        return int.from_bytes(data[1:3]), 3
+    return int.from_bytes(data[1:5]), 5  # 0xDF, the only other map header
+
+
+def _check_unknown_content(spec: KindSpec, data: bytes) -> None:
+    """Raise unless ``data`` (a body that decoded for ``spec``) carries no more than the
+    allowance of entries that are not its kind's fields.
+
+    Unknown content is every byte of the body not taken by its map header or by the entry
+    (key and value) holding a field's value: unknown keys and, since the decoder keeps a
+    repeated key's last value, the earlier entries of a repeated key. Keys are counted at
+    their canonical size.
+    """
+    entries, header = _map_header(data)
+    if entries <= UNKNOWN_FIELDS_MAX and len(data) <= UNKNOWN_BYTES_MAX:
+        return  # too small to hold more than the allowance, whatever it holds (map16 header)
+    try:
+        found = _entries_decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:  # see envelope
+        raise InvalidEvent(Reason.BAD_BODY, f"{spec.kind} body: {e}") from None
+    if "_v" in found and _version_decoder.decode(data).v != spec.version:
+        return  # an older version's fields are the upcasters' business, not this Struct's
+    known = found.keys() & spec.keys.keys()
+    if len(known) == entries:
+        return  # every entry holds a field: the common case, decided without counting
+    extra_entries = entries - len(known)
+    extra_bytes = len(data) - header - sum(spec.keys[k] + len(found[k]) for k in known)
+    if extra_entries > UNKNOWN_FIELDS_MAX or extra_bytes > UNKNOWN_BYTES_MAX:
+        unknown = sorted(found.keys() - known)
+        named = ", ".join(repr(k[:30]) for k in unknown[:3]) + (", …" if len(unknown) > 3 else "")
+        if len(found) < entries:
+            named += (", " if named else "") + "a repeated key"
+        raise InvalidEvent(
+            Reason.BODY_TOO_LARGE,
+            f"{spec.kind} body carries {extra_entries} field{'s' * (extra_entries != 1)} "
+            f"this hubnode does not know ({named}) in {extra_bytes:,} bytes; a body may carry "
+            f"at most {UNKNOWN_FIELDS_MAX} in {UNKNOWN_BYTES_MAX:,} bytes (room for the "
+            "optional fields of a newer version)",
+        )
 
 
 KINDS: Final = KindRegistry()

@@ -74,6 +74,6 @@ class HubProfileUpdated(Body, frozen=True, kw_only=True, omit_defaults=True):
             )
 
 
-KINDS.register("hub.registered", HubRegistered)
-KINDS.register("hub.admitted", HubAdmitted)
-KINDS.register("hub.profile_updated", HubProfileUpdated)
+KINDS.register("hub.registered", HubRegistered, max_body=4096)
+KINDS.register("hub.admitted", HubAdmitted, max_body=16384)
+KINDS.register("hub.profile_updated", HubProfileUpdated, max_body=4096)

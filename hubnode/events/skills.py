@@ -156,9 +156,9 @@ class TransferReversed(Body, frozen=True, kw_only=True, omit_defaults=True):
     """Which staff member acted, by pseudonym (the staff console fills it in)."""
 
 
-KINDS.register("skill.offered", SkillOffered)
-KINDS.register("skill.requested", SkillRequested)
-KINDS.register("skill.withdrawn", SkillWithdrawn)
-KINDS.register("time.transfer_proposed", TransferProposed)
-KINDS.register("time.transfer_confirmed", TransferConfirmed)
-KINDS.register("time.transfer_reversed", TransferReversed)
+KINDS.register("skill.offered", SkillOffered, max_body=24576)
+KINDS.register("skill.requested", SkillRequested, max_body=24576)
+KINDS.register("skill.withdrawn", SkillWithdrawn, max_body=2048)
+KINDS.register("time.transfer_proposed", TransferProposed, max_body=4096)
+KINDS.register("time.transfer_confirmed", TransferConfirmed, max_body=2048)
+KINDS.register("time.transfer_reversed", TransferReversed, max_body=4096)

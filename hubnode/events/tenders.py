@@ -220,10 +220,10 @@ class AwardRecorded(Body, frozen=True, kw_only=True):
         unique("lots", self.lots)
 
 
-KINDS.register("tender.shared", TenderShared)
-KINDS.register("tender.updated", TenderUpdated)
-KINDS.register("cluster.formed", ClusterFormed)
-KINDS.register("cluster.joined", ClusterJoined)
-KINDS.register("lot.assigned", LotAssigned)
-KINDS.register("bid.submitted", BidSubmitted)
-KINDS.register("award.recorded", AwardRecorded)
+KINDS.register("tender.shared", TenderShared, max_body=65536)
+KINDS.register("tender.updated", TenderUpdated, max_body=65536)
+KINDS.register("cluster.formed", ClusterFormed, max_body=8192)
+KINDS.register("cluster.joined", ClusterJoined, max_body=2048)
+KINDS.register("lot.assigned", LotAssigned, max_body=2048)
+KINDS.register("bid.submitted", BidSubmitted, max_body=8192)
+KINDS.register("award.recorded", AwardRecorded, max_body=8192)

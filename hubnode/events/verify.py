@@ -1,8 +1,9 @@
 """Verification of one wire record, in the order DESIGN §3 fixes.
 
 size → outer decode → envelope decode → net → hub a usable key → hub trusted → key in force →
-signature → seq/prev shape → (the log checks the link to the hub's head) → body decode by
-kind.
+signature → seq/prev shape → (the log checks the link to the hub's head) → the body step:
+its size against its kind's limit, then the decode by kind and its unknown fields
+(:meth:`~hubnode.events.kinds.KindRegistry.check_body`).
 
 Pure functions: no I/O, safe to call from several threads (``cryptography`` releases the
 GIL while it verifies, so a thread pool uses every core).

@@ -22,6 +22,7 @@ from hubnode.events.envelope import Envelope, event_id
 from hubnode.events.ids import hub_display
 from hubnode.events.kinds import KindRegistry
 from hubnode.events.verify import Verified, check_link
+from hubnode.store import intake
 from hubnode.store.pending import PendingBuffer
 from hubnode.store.verifying import Checked
 
@@ -68,6 +69,8 @@ class WriteTx:
         self.forked: dict[bytes, int | None] = {}
         self.rows: list[tuple[int, bytes, int, bytes, str, int, bytes]] = []
         self.added: dict[tuple[bytes, int], bytes] = {}
+        self.received: dict[bytes, list[int]] = {}
+        """Per hub, the [records, bytes] this transaction stores from elsewhere."""
         self.pos = 0
 
     async def load(self, hubs: Iterable[bytes]) -> None:
@@ -129,6 +132,9 @@ class WriteTx:
                 self.rows,
             )
             self.rows = []
+        if self.received:
+            await intake.add(self.db, intake.day_of(now_ms()), self.received)
+            self.received = {}
 
     # -- the store stage of ingest ------------------------------------------------------
 
@@ -207,10 +213,13 @@ class WriteTx:
         env = rec.envelope
         check_link(env, head)
         if not isinstance(rec, Checked):
-            registry.decode_body(env.kind, env.body)
+            registry.check_body(env.kind, env.body)
         elif rec.body_error is not None:  # decoded on the verify pool; reported in this order
             raise rec.body_error
         self.insert(env, rec.id, rec.raw)
+        counted = self.received.setdefault(env.hub, [0, 0])
+        counted[0] += 1
+        counted[1] += len(rec.raw)
 
     async def keep_fork(
         self, hub: bytes, seq: int, raw_a: bytes, raw_b: bytes, pending: PendingBuffer

@@ -50,6 +50,8 @@ from hubnode.store.chain import Head as Head  # re-exported: where callers find 
 from hubnode.store.chain import IngestOutcome as IngestOutcome
 from hubnode.store.chain import Status as Status
 from hubnode.store.chain import WriteTx, now_ms
+from hubnode.store.intake import DailyIntake
+from hubnode.store.intake import received as _received
 from hubnode.store.pending import PendingBuffer, PendingLimits
 from hubnode.store.schema import PRAGMAS, SCHEMA_VERSION, TABLES
 from hubnode.store.verifying import Checked, Claim, InFlight, Result, Turn, Turns, VerifyPool
@@ -263,8 +265,8 @@ class EventLog:
         for kind, body in items:
             data = self.registry.encode_body(kind, body)
             # Constraints are only checked on decode: refuse here anything peers would
-            # reject, or this hub's chain would stall at every peer.
-            self.registry.decode_body(kind, data)
+            # reject (the body limit included), or this hub's chain would stall at every peer.
+            self.registry.check_body(kind, data)
             encoded.append((kind, data))
         future: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
         self._queue.append((encoded, future))
@@ -585,6 +587,19 @@ class EventLog:
         async with self._db.execute(sql, args) as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+    async def received(self, *, since: str) -> list[DailyIntake]:
+        """Records stored from elsewhere per hub and UTC day, from day ``since`` on."""
+        return await _received(self._db, since)
+
+    async def over_budget(
+        self, budget: int, *, since: str, other_than: bytes | None = None
+    ) -> list[DailyIntake]:
+        """The (hub, day) rows from day ``since`` on whose records took over ``budget``
+        bytes, leaving out hub ``other_than`` (this hub: its own records coming back
+        after a restore are no one else's traffic)."""
+        found = await _received(self._db, since, more_than=budget)
+        return [row for row in found if row.hub != other_than]
 
     async def forked_hubs(self) -> dict[bytes, int]:
         async with self._db.execute(

@@ -49,4 +49,14 @@ CREATE TABLE IF NOT EXISTS fork_proofs (
     detected_ms INTEGER NOT NULL,
     PRIMARY KEY (hub, seq, id_a, id_b)
 ) STRICT;
+
+-- Per UTC day and hub: the records stored from elsewhere (ingest) and their bytes, added
+-- to in the transaction that stores them. The storage budget reads it (intake.py).
+CREATE TABLE IF NOT EXISTS received_daily (
+    day     TEXT    NOT NULL,      -- YYYY-MM-DD, UTC, when this log stored them
+    hub     BLOB    NOT NULL,
+    records INTEGER NOT NULL,
+    bytes   INTEGER NOT NULL,      -- the length of their wire records
+    PRIMARY KEY (day, hub)
+) STRICT, WITHOUT ROWID;
 """

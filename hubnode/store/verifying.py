@@ -1,7 +1,8 @@
 """The verification stage of ``EventLog.ingest``: stateless checks on a thread pool.
 
 Every check that needs no other record (DESIGN §3: size, decoding, network, trust, key,
-signature, seq/prev shape, and the body decode by kind) runs here, on every core:
+signature, seq/prev shape, and the body step: its size limit, decode by kind and unknown
+fields) runs here, on every core:
 ``cryptography`` releases the GIL while it verifies. What needs the log (the link to the
 hub's head, duplicates, forks, gaps) is the store stage's, in ``log.py``.
 
@@ -66,7 +67,7 @@ def check_chunk(
         env = rec.envelope
         body_error = None
         try:
-            registry.decode_body(env.kind, env.body)  # after the signature: DESIGN §3
+            registry.check_body(env.kind, env.body)  # after the signature: DESIGN §3
         except InvalidEvent as e:
             body_error = e
         out.append(Checked(rec.raw, rec.id, env, body_error))
