@@ -211,6 +211,8 @@ class Node:
                     for h in self.gossip.trust.members
                     if self.gossip.trust.admitters(h)
                 },
+                # Records found damaged while serving (each logged once): not served.
+                "bad_records": [bad.as_json() for bad in self.gossip.log.damage],
             }
         )
         path = status_path(self.folder)

@@ -212,12 +212,13 @@ async def test_the_node_status_names_a_damaged_record(tmp_path: Path) -> None:
             "detail": status["bad_records"][0]["detail"],
         }
     ]
-    result = invoke(CliRunner(), "status", "--data", folder.path)
+    # `hubnode status` runs its own event loop: off this test's loop, in a thread.
+    result = await asyncio.to_thread(invoke, CliRunner(), "status", "--data", folder.path)
     assert result.exit_code == 0, result.output
     assert f"DAMAGED RECORD: {hub_display(folder.hub)} seq 2" in result.stdout
     assert "hubnode log check" in result.stdout
-    as_json = json.loads(invoke(CliRunner(), "status", "--data", folder.path, "--json").stdout)
-    assert as_json["bad_records"] == status["bad_records"]
+    result = await asyncio.to_thread(invoke, CliRunner(), "status", "--data", folder.path, "--json")
+    assert json.loads(result.stdout)["bad_records"] == status["bad_records"]
 
 
 # -- export and check ---------------------------------------------------------------------
