@@ -16,6 +16,7 @@ from hubnode.commands import (
     directory,
     feedback,
     followup,
+    log_integrity,
     pathway,
     person,
     projections,
@@ -41,12 +42,10 @@ from hubnode.commands.common import (
 )
 from hubnode.config import EMBEDDED, HubFolder
 from hubnode.errors import HubnodeError
-from hubnode.events.ids import hub_display, parse_hub, short_hub
+from hubnode.events.ids import hub_display, short_hub
 from hubnode.events.kinds import KINDS
 from hubnode.events.verify import Event
 from hubnode.hublog import HublogWriter
-from hubnode.store.integrity import HELP, LogReport
-from hubnode.store.log import EventLog
 
 app = typer.Typer(
     help="hubnode: signed event logs for a peer-to-peer network of community hubs.",
@@ -272,83 +271,7 @@ def log_export(
     err.print(f"wrote {count} records ({size} bytes) to {out_file}", markup=False)
 
 
-@log_app.command("check")
-def log_check(data: DataOpt, as_json: JsonOpt = False) -> None:
-    """Verify the whole log: every record and fork proof as ingest would (signatures, chain
-    links), and SQLite's pages and indexes. Names each damaged record; exit 1 if any."""
-    folder = folder_of(data)
-
-    async def check() -> tuple[LogReport, dict[bytes, str]]:
-        async with await folder.open_log(with_key=False) as log:
-            total = await log.last_pos()  # not count(): it reads an index, maybe the damage
-            with progress("checking", total or None) as advance:
-                report = await log.check(advance)
-            return report, await hub_names(folder, log, {bad.hub for bad in report.bad})
-
-    report, names = run_async(check())
-    where = folder.log_path
-
-    def named(hub: bytes) -> str:
-        name = names.get(hub)
-        return hub_display(hub) + (f" ({name})" if name else "")
-
-    if as_json:
-        print_json(
-            {
-                "log": str(where),
-                "ok": report.ok,
-                "records": report.records,
-                "hubs": report.hubs,
-                "fork_proofs": report.proofs,
-                "sqlite": report.sqlite,
-                "bad_records": [
-                    {**bad.as_json(), "name": names.get(bad.hub)} for bad in report.bad
-                ],
-            }
-        )
-    else:
-        repair = f"`hubnode log repair --data {folder.path} --from COPY` ({HELP})"
-        if report.sqlite:
-            err.print(
-                f"damaged: event log {where}: SQLite's integrity check: {report.sqlite_line()}; "
-                f"rebuild it with {repair}",
-                markup=False,
-            )
-        for bad in report.bad[:_SHOWN_BAD]:
-            err.print(
-                f"damaged: {named(bad.hub)} seq {bad.seq}: {bad.reason}: {bad.detail}; "
-                f"repair it from a sound copy with {repair}",
-                markup=False,
-            )
-        if len(report.bad) > _SHOWN_BAD:
-            err.print(f"… and {len(report.bad) - _SHOWN_BAD} more (`--json` lists all)")
-        if report.ok:
-            out.print(
-                f"{where}: {report.records} records of {report.hubs} hubs and "
-                f"{report.proofs} fork proofs verified; SQLite integrity check ok",
-                markup=False,
-            )
-    if not report.ok:
-        raise typer.Exit(1)
-
-
-_SHOWN_BAD = 100
-"""Damaged records `log check` names one per line; `--json` lists them all."""
-
-
-async def hub_names(folder: HubFolder, log: EventLog, hubs: set[bytes]) -> dict[bytes, str]:
-    """Names for ``hubs``: given when trusting them, else registered in their first event."""
-    names = {folder.hub: folder.config.name}
-    names.update({parse_hub(t.id): t.name for t in folder.config.trust if t.name})
-    for hub in hubs - set(names):
-        try:
-            first = await log.events(hub=hub, kind="hub.registered", limit=1)
-        except HubnodeError:  # that record may be the damaged one
-            continue
-        name = getattr(first[0].body, "name", None) if first else None
-        if name:
-            names[hub] = name
-    return {h: n for h, n in names.items() if h in hubs}
+log_integrity.register(log_app)  # `log check` and `log repair`
 
 
 # -- the node ---------------------------------------------------------------------------

@@ -12,10 +12,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -24,14 +29,16 @@ from hubnode import HubFolder, Status
 from hubnode.cli import app
 from hubnode.events.envelope import decode_record
 from hubnode.events.ids import hub_display, parse_hub
-from hubnode.hublog import read_hublog
+from hubnode.hublog import HublogWriter, read_hublog
 from hubnode.node import Node, status_path
 from hubnode.protocol import messages as m
 from hubnode.protocol.transport import Gossip
+from hubnode.store.integrity import MAX_NOTED, BadRecord, Damage, DamagedRecord
+from hubnode.store.repair import repair_log
 from hubnode.testing import ChainWriter
 from hubnode.trust import TrustSet
 
-from .conftest import NET, registered, update
+from .conftest import NET, registered, sync, update
 
 HUBNODE = Path(sys.executable).parent / "hubnode"
 
@@ -320,3 +327,239 @@ def test_a_smashed_index_page_gives_one_line_not_a_traceback(tmp_path: Path) -> 
         assert len(lines) == 1, done.stderr
         assert "damaged" in lines[0] and str(folder.log_path) in lines[0], lines[0]
         assert "docs/operating.md" in lines[0] or "hubnode log" in lines[0], lines[0]
+
+
+# -- repairing: sound copies from any holder, every event kept in its place ----------------
+
+
+def stored_rows(log_path: Path) -> list[tuple[Any, ...]]:
+    with contextlib.closing(sqlite3.connect(log_path)) as db:
+        return db.execute("SELECT * FROM events NOT INDEXED ORDER BY pos").fetchall()
+
+
+def backup(folder: HubFolder, to: Path) -> Path:
+    """A backup as docs/operating.md takes it: SQLite's online backup plus the config."""
+    to.mkdir()
+    shutil.copy(folder.path / "hubnode.toml", to)
+    with (
+        contextlib.closing(sqlite3.connect(folder.log_path)) as src,
+        contextlib.closing(sqlite3.connect(to / "log.sqlite3")) as dst,
+    ):
+        src.backup(dst)
+    return to
+
+
+def repaired(runner: CliRunner, folder: HubFolder, *sources: Path) -> str:
+    args = [a for s in sources for a in ("--from", s)]
+    result = invoke(runner, "log", "repair", "--data", folder.path, *args)
+    assert result.exit_code == 0, result.output
+    check = invoke(runner, "log", "check", "--data", folder.path)
+    assert check.exit_code == 0, check.output
+    return result.stdout
+
+
+def test_repair_takes_a_damaged_record_from_any_holders_export(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    folder = asyncio.run(make_hub(tmp_path, 3))
+    peer = asyncio.run(add_peer(folder, 4))
+    # Another hub holding the peer's events serves as well as the peer itself would.
+    holder = HubFolder.init(tmp_path / "holder", name="Hub H", network=NET)
+    sync(folder.path, holder.path)
+    copy = tmp_path / "peer.hublog"
+    exported = invoke(
+        runner, "log", "export", "--data", holder.path, "--hub", hub_display(peer.hub), "-o", copy
+    )
+    assert exported.exit_code == 0, exported.output
+    before = stored_rows(folder.log_path)
+    flip_signature_byte(folder.log_path, peer.hub, 2)
+
+    said = repaired(runner, folder, copy)
+
+    assert "1 replaced by sound copies" in said, said
+    assert stored_rows(folder.log_path) == before  # the same bytes, each in its own place
+    kept = list(folder.path.glob("log.sqlite3.damaged-*"))
+    assert len(kept) == 1 and str(kept[0]) in said
+
+
+def test_repair_takes_an_own_record_from_an_older_backup(runner: CliRunner, tmp_path: Path) -> None:
+    folder = asyncio.run(make_hub(tmp_path, 4))
+    old = backup(folder, tmp_path / "backup")
+
+    async def more() -> None:
+        async with await folder.open_log() as log:
+            await log.append("hub.profile_updated", update(5))
+
+    asyncio.run(more())
+    before = stored_rows(folder.log_path)
+    flip_signature_byte(folder.log_path, folder.hub, 3)
+
+    said = repaired(runner, folder, old)
+
+    assert "1 replaced by sound copies" in said, said
+    assert stored_rows(folder.log_path) == before
+
+
+def damage_id(log_path: Path, hub: bytes, seq: int) -> None:
+    """Overwrite the id stored beside ``hub``'s event ``seq`` (its bytes stay sound)."""
+    with contextlib.closing(sqlite3.connect(log_path)) as db, db:
+        db.execute("UPDATE events SET id = ? WHERE hub = ? AND seq = ?", (b"\x07" * 32, hub, seq))
+
+
+def test_a_damaged_id_is_caught_and_rewritten_from_the_records_own_bytes(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    folder = asyncio.run(make_hub(tmp_path, 4))
+    before = stored_rows(folder.log_path)
+    damage_id(folder.log_path, folder.hub, 2)
+    export = invoke(runner, "log", "export", "--data", folder.path, "-o", tmp_path / "x.hublog")
+    assert export.exit_code == 1 and "seq 2 is damaged (id_mismatch" in one_line(export)
+    check = invoke(runner, "log", "check", "--data", folder.path)
+    assert check.exit_code == 1 and "the id column is damaged" in one_line(check)
+
+    said = repaired(runner, folder)  # nothing to fetch: the bytes are sound and signed
+
+    assert "1 with what was stored beside them rewritten" in said, said
+    assert stored_rows(folder.log_path) == before
+
+
+def test_append_refuses_to_link_to_a_head_whose_stored_id_is_damaged(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    folder = asyncio.run(make_hub(tmp_path, 3))
+    damage_id(folder.log_path, folder.hub, 3)
+    body = '{"area": "Darlington"}'
+    result = invoke(
+        runner,
+        "log",
+        "append",
+        "--data",
+        folder.path,
+        "--kind",
+        "hub.profile_updated",
+        "--json",
+        body,
+    )
+    assert result.exit_code == 1
+    assert f"{hub_display(folder.hub)} seq 3 is damaged" in one_line(result)
+    assert len(stored_rows(folder.log_path)) == 3
+
+
+async def test_append_after_a_head_with_damaged_bytes_still_links_to_its_id(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = await make_hub(tmp_path, 3)
+    (head_id,) = [r[3] for r in stored_rows(folder.log_path) if r[2] == 3]
+    flip_signature_byte(folder.log_path, folder.hub, 3)
+    async with await folder.open_log() as log:
+        done = await log.append("hub.profile_updated", update(4))
+    assert decode_record(done.raw)[1].prev == head_id
+    assert len(errors_naming(caplog, folder.hub, 3)) == 1, caplog.text
+
+
+def test_repair_rebuilds_a_log_with_a_smashed_index(runner: CliRunner, tmp_path: Path) -> None:
+    folder = asyncio.run(make_hub(tmp_path, 5))
+    before = stored_rows(folder.log_path)
+    smash_index(folder.log_path)
+
+    said = repaired(runner, folder)
+
+    assert "5 records rebuilt" in said, said
+    assert stored_rows(folder.log_path) == before
+    body = '{"area": "Darlington"}'
+    appended = invoke(
+        runner,
+        "log",
+        "append",
+        "--data",
+        folder.path,
+        "--kind",
+        "hub.profile_updated",
+        "--json",
+        body,
+    )
+    assert appended.exit_code == 0 and "seq 6" in appended.stdout, appended.output
+
+
+def test_repair_without_a_sound_copy_changes_nothing(runner: CliRunner, tmp_path: Path) -> None:
+    folder = asyncio.run(make_hub(tmp_path, 3))
+    peer = asyncio.run(add_peer(folder, 3))
+    flip_signature_byte(folder.log_path, peer.hub, 3)
+    file_before = folder.log_path.read_bytes()
+
+    result = invoke(runner, "log", "repair", "--data", folder.path)
+
+    assert result.exit_code == 1
+    line = one_line(result)
+    assert f"no sound copy of {hub_display(peer.hub)} seq 3" in line, line
+    assert f"hubnode log export --hub {hub_display(peer.hub)}" in line, line
+    assert folder.log_path.read_bytes() == file_before
+    assert sorted(p.name for p in folder.path.iterdir()) == ["hubnode.toml", "keys", "log.sqlite3"]
+
+
+def test_repair_refuses_while_the_node_runs(runner: CliRunner, tmp_path: Path) -> None:
+    folder = asyncio.run(make_hub(tmp_path, 2))
+    status = status_path(folder)
+    status.parent.mkdir(parents=True)
+    status.write_text(json.dumps({"running": True, "pid": os.getpid(), "updated_at": time.time()}))
+    result = invoke(runner, "log", "repair", "--data", folder.path)
+    assert result.exit_code == 2
+    assert "is running" in one_line(result)
+
+
+async def test_a_damaged_fork_proof_twin_is_named_and_taken_from_a_copy(tmp_path: Path) -> None:
+    folder = await make_hub(tmp_path, 1)
+    writer = ChainWriter(NET)
+    records = [writer.next("hub.registered", registered("Hub F"))]
+    twin = writer.fork()
+    records += [writer.next("hub.profile_updated", update(i)) for i in (2, 3)]
+    other = twin.next("hub.profile_updated", update(20))
+    folder.add_trusted(writer.hub, "Hub F")
+    async with await folder.open_log(with_key=False) as log:
+        await log.ingest(records)
+        (outcome,) = await log.ingest([other])
+    assert outcome.status is Status.FORK
+    copy = tmp_path / "f.hublog"
+    with open(copy, "wb") as f:
+        write = HublogWriter(f)
+        for raw in [*records, other]:
+            write.write(raw)
+    before = stored_rows(folder.log_path)
+    with contextlib.closing(sqlite3.connect(folder.log_path)) as db, db:
+        (raw_b,) = db.execute("SELECT raw_b FROM fork_proofs").fetchone()
+        db.execute("UPDATE fork_proofs SET raw_b = ?", (raw_b[:-1] + bytes([raw_b[-1] ^ 1]),))
+
+    async with await folder.open_log(with_key=False) as log:
+        with pytest.raises(DamagedRecord, match=r"seq 2 is damaged.*fork proof"):
+            [raw async for raw in log.export_records()]
+        report = await log.check()
+    assert [(b.hub, b.seq, b.reason, b.proof) for b in report.bad] == [
+        (writer.hub, 2, "bad_signature", True)
+    ]
+
+    done = await repair_log(folder.log_path, NET, [lambda: hublog_records(copy)])
+
+    assert done.twins_replaced == 1 and done.kept is not None
+    assert stored_rows(folder.log_path) == before
+    async with await folder.open_log(with_key=False) as log:
+        assert (await log.check()).ok
+        assert {p.raw_b for p in await log.forks()} == {raw_b}
+
+
+async def hublog_records(path: Path) -> AsyncIterator[bytes]:
+    with open(path, "rb") as f:
+        for _, raw in read_hublog(f):
+            yield raw
+
+
+def test_reads_keep_at_most_so_many_damaged_records(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    damage = Damage(tmp_path / "log.sqlite3")
+    for seq in range(1, MAX_NOTED + 6):
+        damage.note(BadRecord(b"\x01" * 32, seq, "id_mismatch", "test"))
+    damage.note(BadRecord(b"\x01" * 32, 1, "id_mismatch", "test"))  # seen: not logged again
+    assert len(list(damage)) == MAX_NOTED
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == MAX_NOTED + 1
+    assert "more than 1000 damaged records" in errors[-1].getMessage()

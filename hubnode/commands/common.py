@@ -8,6 +8,7 @@ so all commands behave alike: ``--data``/``HUBNODE_DATA``, ``--json``, one-line 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from hubnode.config import HubFolder
 from hubnode.errors import HubnodeError
 from hubnode.events.ids import HUB_PREFIX, parse_hub
 from hubnode.projections import ProjectionRunner
+from hubnode.store.integrity import HELP
 
 T = TypeVar("T")
 
@@ -56,6 +58,9 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except HubnodeError as e:
         fail(str(e))
+    except sqlite3.DatabaseError as e:
+        # The event log maps its own (naming the file); this is any other database's.
+        fail(f"database error: {e}; if it says malformed, see {HELP}")
 
 
 def hub_arg(text: str | None) -> bytes | None:

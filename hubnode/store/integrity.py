@@ -20,12 +20,13 @@ says what to do, so a damaged database file never ends in a traceback.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
 
 import aiosqlite
 import msgspec
@@ -48,6 +49,8 @@ CHAIN_GAP: Final = "chain_gap"
 HELP: Final = 'docs/operating.md, "A stored record is damaged"'
 PAGE: Final = 2000
 """Records per read in :func:`check_log` (one round trip, one batch for the verify pool)."""
+MAX_NOTED: Final = 1000
+"""Damaged records a log keeps (and logs) from reads: a dying disk must not fill memory."""
 _SHOWN_PROBLEMS: Final = 3
 """SQLite integrity messages quoted in one line; the rest are counted."""
 
@@ -60,6 +63,8 @@ class BadRecord(msgspec.Struct, frozen=True):
     reason: str
     """A :class:`~hubnode.errors.Reason` value, or one of this module's reasons."""
     detail: str
+    proof: bool = False
+    """A twin in a fork proof (``fork_proofs``), not the event stored at that seq."""
 
     def shown(self) -> str:
         return f"{hub_display(self.hub)} seq {self.seq}: {self.reason}: {self.detail}"
@@ -80,7 +85,7 @@ class DamagedRecord(StorageError):
         super().__init__(
             f"event log {path}: {hub_display(bad.hub)} seq {bad.seq} is damaged ({bad.reason}: "
             f"{bad.detail}); stopped there, nothing written. Run `hubnode log check --data "
-            f"{path.parent}`, then repair it from a sound copy ({HELP})"
+            f"{path.parent}`, then repair it ({HELP})"
         )
         self.bad = bad
 
@@ -103,10 +108,24 @@ class Damage:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._found: dict[tuple[bytes, int], BadRecord] = {}
+        self.overflowed = False
+        """More than :data:`MAX_NOTED` were found; the rest are not kept."""
 
     def note(self, bad: BadRecord) -> None:
         key = (bad.hub, bad.seq)
         if self._found.get(key) == bad:
+            return
+        if len(self._found) >= MAX_NOTED:
+            if not self.overflowed:
+                self.overflowed = True
+                log.error(
+                    "more than %d damaged records in %s: listing no more; run `hubnode log "
+                    "check --data %s` (%s)",
+                    MAX_NOTED,
+                    self.path,
+                    self.path.parent,
+                    HELP,
+                )
             return
         self._found[key] = bad
         log.error(
@@ -132,6 +151,22 @@ class Damage:
         return iter(sorted(self._found.values(), key=lambda b: (b.hub, b.seq)))
 
 
+def head_problem(
+    hub: bytes, seq: int, raw: bytes, stored_id: bytes, net: str
+) -> tuple[BadRecord, bool] | None:
+    """What is wrong with a hub's stored head, and whether it is the stored id (its bytes
+    still verify) rather than the bytes: a signature check only when the hash differs."""
+    bad = read_check(hub, seq, raw, stored_id)
+    if bad is None:
+        return None
+    try:
+        verify_record(raw, net=net, max_size=len(raw))
+    except InvalidEvent:
+        return bad, False
+    detail = "its bytes verify, but the id stored beside them does not match them"
+    return msgspec.structs.replace(bad, detail=detail), True
+
+
 def storage_error(path: Path, e: sqlite3.Error, doing: str = "") -> StorageError:
     """SQLite's exception as one line naming the file (and what could not be done:
     ``doing`` is a verb, "open") and, for a damaged file, what to do."""
@@ -143,6 +178,32 @@ def storage_error(path: Path, e: sqlite3.Error, doing: str = "") -> StorageError
             f"check --data {path.parent}` and repair it ({HELP})"
         )
     return StorageError(f"{where}: {e}")
+
+
+class _HasPath(Protocol):
+    path: Path
+
+
+_Self = TypeVar("_Self", bound=_HasPath)
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def sqlite_errors(
+    method: Callable[Concatenate[_Self, _P], Awaitable[_T]],
+) -> Callable[Concatenate[_Self, _P], Awaitable[_T]]:
+    """Map SQLite's exceptions in a method of an object with a ``path`` to one
+    :class:`StorageError` line naming that file (a damaged database says "database disk
+    image is malformed" from whichever query meets the damage)."""
+
+    @functools.wraps(method)
+    async def mapped(self: _Self, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return await method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            raise storage_error(self.path, e) from e
+
+    return mapped
 
 
 # -- the full check ---------------------------------------------------------------------------
@@ -158,15 +219,18 @@ class LogReport:
     sqlite: list[str] = field(default_factory=list)
     """SQLite's integrity findings about pages and indexes; empty when sound."""
     bad: list[BadRecord] = field(default_factory=list)
+    unreadable: str | None = None
+    """Where reading a table's own rows failed: rows past it are lost to this file."""
 
     @property
     def ok(self) -> bool:
-        return not self.sqlite and not self.bad
+        return not self.sqlite and not self.bad and self.unreadable is None
 
     def sqlite_line(self) -> str:
         """SQLite's findings in one line."""
-        shown = "; ".join(self.sqlite[:_SHOWN_PROBLEMS])
-        more = len(self.sqlite) - _SHOWN_PROBLEMS
+        found = [*self.sqlite, *([self.unreadable] if self.unreadable else [])]
+        shown = "; ".join(found[:_SHOWN_PROBLEMS])
+        more = len(found) - _SHOWN_PROBLEMS
         return shown + (f" (and {more} more)" if more > 0 else "")
 
 
@@ -218,7 +282,7 @@ async def check_log(
                 (pos, PAGE),
             )
         except sqlite3.DatabaseError as e:
-            report.sqlite.append(f"reading events after pos {pos}: {e}")
+            report.unreadable = f"reading events after pos {pos}: {e}"
             break
         page = list(rows)
         if not page:
@@ -311,22 +375,22 @@ async def _check_proofs(db: aiosqlite.Connection, net: str, report: LogReport) -
             "SELECT hub, seq, id_a, raw_a, id_b, raw_b FROM fork_proofs NOT INDEXED"
         )
     except sqlite3.DatabaseError as e:
-        report.sqlite.append(f"reading fork proofs: {e}")
+        report.unreadable = f"reading fork proofs: {e}"
         return
     for hub, seq, id_a, raw_a, id_b, raw_b in rows:
         report.proofs += 1
         hub = bytes(hub)
         for twin, stored_id, raw in (("a", id_a, raw_a), ("b", id_b, raw_b)):
-            problem = _twin_problem(bytes(raw), bytes(stored_id), hub, seq, net)
+            problem = twin_problem(bytes(raw), bytes(stored_id), hub, seq, net)
             if problem:
-                report.bad.append(
-                    BadRecord(hub, seq, problem[0], f"fork proof twin {twin}: {problem[1]}")
-                )
+                detail = f"fork proof twin {twin}: {problem[1]}"
+                report.bad.append(BadRecord(hub, seq, problem[0], detail, proof=True))
 
 
-def _twin_problem(
+def twin_problem(
     raw: bytes, stored_id: bytes, hub: bytes, seq: int, net: str
 ) -> tuple[str, str] | None:
+    """What is wrong with one twin of the fork proof of ``hub`` at ``seq``: (reason, detail)."""
     try:
         env = verify_record(raw, net=net, max_size=len(raw)).envelope
     except InvalidEvent as e:

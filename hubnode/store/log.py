@@ -15,14 +15,13 @@ transaction that reads the chain heads it builds on inside the transaction.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Concatenate, Final, NamedTuple, ParamSpec, Self, TypeVar
+from typing import Any, Final, NamedTuple, Self
 
 import aiosqlite
 import msgspec
@@ -55,9 +54,11 @@ from hubnode.store.integrity import (
     DamagedRecord,
     LogReport,
     check_log,
+    head_problem,
     read_check,
     storage_error,
 )
+from hubnode.store.integrity import sqlite_errors as _sqlite_errors
 from hubnode.store.pending import PendingBuffer, PendingLimits
 from hubnode.store.schema import PRAGMAS, SCHEMA_VERSION, TABLES
 from hubnode.store.verifying import Checked, Claim, InFlight, Result, Turn, Turns, VerifyPool
@@ -122,26 +123,6 @@ async def _execute_waiting_out_busy(db: aiosqlite.Connection, sql: str) -> None:
             if not busy or time.monotonic() > deadline:
                 raise
         await asyncio.sleep(0.005)
-
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-def _sqlite_errors(
-    method: Callable[Concatenate[EventLog, _P], Awaitable[_T]],
-) -> Callable[Concatenate[EventLog, _P], Awaitable[_T]]:
-    """Map SQLite's exceptions to one :class:`StorageError` line naming the file (a damaged
-    database says "database disk image is malformed" from whichever query meets it)."""
-
-    @functools.wraps(method)
-    async def mapped(self: EventLog, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        try:
-            return await method(self, *args, **kwargs)
-        except sqlite3.DatabaseError as e:
-            raise storage_error(self.path, e) from e
-
-    return mapped
 
 
 class EventLog:
@@ -341,6 +322,8 @@ class EventLog:
                     )
                 head = tx.heads[hub]
                 seq, prev = (head.seq, head.id) if head else (0, None)
+                if head is not None:
+                    await self._check_own_head(tx, head)
                 announced = await tx.meta_int(_PEER_OWN_HEAD)
                 if announced > seq:
                     raise BehindPeers(
@@ -373,6 +356,19 @@ class EventLog:
         return results
 
     @_sqlite_errors
+    async def _check_own_head(self, tx: WriteTx, head: Head) -> None:
+        """Refuse to link a new event to a head whose stored id is damaged: every event
+        signed after it would link to that id. One record read and hashed per append
+        transaction; damaged bytes beside a sound id are noted (the link stays right)."""
+        assert self.hub is not None
+        raw = await tx.stored_raw(self.hub, head.seq) or b""
+        found = head_problem(self.hub, head.seq, raw, head.id, self.net)
+        if found is not None:
+            bad, id_damaged = found
+            if id_damaged:
+                raise DamagedRecord(self.path, bad)
+            self.damage.note(bad)
+
     async def note_peer_head(self, seq: int) -> None:
         """A peer announced holding this hub's own events up to ``seq``.
 
