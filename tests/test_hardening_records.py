@@ -479,6 +479,8 @@ def test_repair_rebuilds_a_log_with_a_smashed_index(runner: CliRunner, tmp_path:
         body,
     )
     assert appended.exit_code == 0 and "seq 6" in appended.stdout, appended.output
+    again = invoke(runner, "log", "repair", "--data", folder.path)
+    assert again.exit_code == 0 and "sound, nothing to repair" in again.stdout, again.output
 
 
 def test_repair_without_a_sound_copy_changes_nothing(runner: CliRunner, tmp_path: Path) -> None:

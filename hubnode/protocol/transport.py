@@ -303,22 +303,22 @@ class Gossip:
             records = await self.log.records(
                 self.own, self._published_seq + 1, limit=1000, max_bytes=4 * nc.max_payload
             )
-            if records:
-                for payload in m.pack_records(records, nc.max_payload):
-                    await nc.publish(m.subject(self.net, "ev"), payload)
-                self._published_seq += len(records)
-                self.counters.published += len(records)
-                last = records[-1]
-                self.heads[self.own] = (self._published_seq, event_id(last))
-                self.core.on_local_heads({self.own: self.heads[self.own]}, self._clock())
-                # Own events may admit hubs (appended by `hubnode log append`, say): trust them.
-                await self.refresh_trust()
-            if self.log.damage.at(self.own, self._published_seq + 1) is not None:
-                # The read stopped at a damaged record (logged): push what follows it, and
+            if not records:
+                if self.log.damage.at(self.own, self._published_seq + 1) is None:
+                    return
+                # The read stopped at a damaged record (logged): push what follows it;
                 # peers fetch that seq from any holder with a sound copy.
                 self._published_seq += 1
-            elif not records:
-                return
+                continue
+            for payload in m.pack_records(records, nc.max_payload):
+                await nc.publish(m.subject(self.net, "ev"), payload)
+            self._published_seq += len(records)
+            self.counters.published += len(records)
+            last = records[-1]
+            self.heads[self.own] = (self._published_seq, event_id(last))
+            self.core.on_local_heads({self.own: self.heads[self.own]}, self._clock())
+            # Own events may admit hubs (appended by `hubnode log append`, say): trust them.
+            await self.refresh_trust()
 
     async def _publish_fork(self, hub: bytes, seq: int) -> None:
         """Publish the proof of ``hub``'s fork at ``seq`` once."""

@@ -689,6 +689,7 @@ class EventLog:
             "SELECT seq, id, raw FROM events WHERE hub = ? AND seq >= ? ORDER BY seq LIMIT ?",
             (hub, from_seq, limit),
         ) as cur:
+            healing = bool(self.damage)  # a sound read forgets what an earlier one found
             async for seq, id_, raw in cur:
                 if out and total + len(raw) > max_bytes:
                     break
@@ -698,7 +699,7 @@ class EventLog:
                 if bad is not None:
                     self.damage.note(bad)
                     break
-                if self.damage:
+                if healing:
                     self.damage.sound(hub, seq)
                 out.append(bytes(raw))
                 total += len(raw)

@@ -33,7 +33,14 @@ from hubnode.errors import InvalidEvent, StorageError
 from hubnode.events.envelope import decode_record, decode_stored, event_id
 from hubnode.events.ids import hub_display
 from hubnode.events.verify import verify_record
-from hubnode.store.integrity import HELP, BadRecord, LogReport, storage_error, twin_problem
+from hubnode.store.integrity import (
+    CHAIN_GAP,
+    HELP,
+    BadRecord,
+    LogReport,
+    storage_error,
+    twin_problem,
+)
 from hubnode.store.log import EventLog
 from hubnode.store.schema import TABLES
 
@@ -91,7 +98,7 @@ async def repair_log(
         )
     events = {(b.hub, b.seq): b for b in before.bad if not b.proof}
     twins = {(b.hub, b.seq) for b in before.bad if b.proof}
-    gaps = [b for b in events.values() if b.reason == "chain_gap"]
+    gaps = [b for b in events.values() if b.reason == CHAIN_GAP]
     if gaps:
         raise StorageError(
             f"event log {path}: {gaps[0].shown()}: records are missing, not damaged, and "
