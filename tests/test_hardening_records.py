@@ -38,6 +38,7 @@ from hubnode.store.repair import repair_log
 from hubnode.testing import ChainWriter
 from hubnode.trust import TrustSet
 
+from .cluster import Cluster, wait_until
 from .conftest import NET, registered, sync, update
 
 HUBNODE = Path(sys.executable).parent / "hubnode"
@@ -565,3 +566,35 @@ def test_reads_keep_at_most_so_many_damaged_records(
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == MAX_NOTED + 1
     assert "more than 1000 damaged records" in errors[-1].getMessage()
+
+
+# -- real nodes -----------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+async def test_real_nodes_never_serve_a_damaged_record_and_fetch_it_from_a_sound_holder(
+    cluster: Cluster,
+) -> None:
+    await cluster.start_server()
+    a, b, c = cluster.hubs("a", "b", "c")
+    await cluster.append(a, 5)
+    await cluster.close_logs(a)
+    await asyncio.to_thread(sync, a.path, c.path)  # c holds a sound copy of a's events
+    sound = stored_rows(a.log_path)
+    flip_signature_byte(a.log_path, a.hub, 3)
+    for folder in (a, b, c):
+        await cluster.start(folder)
+
+    await cluster.wait_holds(b, {a: 5}, within=30)
+
+    # b got seq 3 from c, sound: its bytes are those a stored before the damage.
+    assert [r[6] for r in stored_rows(b.log_path) if r[1] == a.hub] == [r[6] for r in sound]
+    assert cluster.node(b).counters().get("rejected") == {}, cluster.logs()
+    node_a = cluster.node(a)
+    status = await wait_until(
+        lambda: node_a.current_status().get("bad_records"), 10, "a's status to name the damage"
+    )
+    assert [(s["hub"], s["seq"], s["reason"]) for s in status] == [
+        (hub_display(a.hub), 3, "id_mismatch")
+    ]
+    assert node_a.tail(100_000).count("DAMAGED RECORD") == 1, node_a.tail()
