@@ -223,7 +223,8 @@ async def audit_folder(
     async with await EventLog.open(folder.log_path, net=folder.config.network, create=False) as log:
         chunk: list[tuple[str, bytes]] = []
         n = 0
-        async for raw in log.export_records():
+        # As stored, unchecked: the auditor verifies every record itself and reports them all.
+        async for raw in log.export_records(checked=False):
             n += 1
             chunk.append((f"record #{n} of the export", raw))
             if len(chunk) == CHUNK:

@@ -17,6 +17,7 @@ from hubnode.commands import (
     directory,
     feedback,
     followup,
+    log_integrity,
     pathway,
     person,
     projections,
@@ -270,16 +271,24 @@ def log_export(
         async with await folder.open_log(with_key=False) as log:
             total = await log.count(hub_id)
             tmp = out_file.with_name(out_file.name + ".part")
-            with progress("exporting", total) as advance, open(tmp, "wb") as f:
-                writer = HublogWriter(f)
-                async for raw in log.export_records(hub_id):
-                    writer.write(raw)
-                    advance(1)
+            try:
+                with progress("exporting", total) as advance, open(tmp, "wb") as f:
+                    writer = HublogWriter(f)
+                    # Each record is checked as it is read: a damaged one stops the export.
+                    async for raw in log.export_records(hub_id):
+                        writer.write(raw)
+                        advance(1)
+            except BaseException:
+                tmp.unlink(missing_ok=True)  # no half export to mistake for a whole one
+                raise
             tmp.replace(out_file)
             return writer.count, writer.size
 
     count, size = run_async(export())
     err.print(f"wrote {count} records ({size} bytes) to {out_file}", markup=False)
+
+
+log_integrity.register(log_app)  # `log check` and `log repair`
 
 
 # -- the node ---------------------------------------------------------------------------
@@ -475,6 +484,8 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
         "updated_at": snapshot.get("updated_at"),
         "over_budget": [row.as_json(folder.config.storage_budget_bytes) for row in over_budget],
     }
+    # Damaged records the node found while serving (as it last said, running or not).
+    report["bad_records"] = snapshot.get("bad_records", [])
     if as_json:
         print_json(report)
         return
@@ -507,6 +518,14 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
                 "rejected by reason: "
                 + ", ".join(f"{k} {v}" for k, v in counters["rejected"].items())
             )
+    for bad in report["bad_records"]:
+        out.print(
+            f"DAMAGED RECORD: {bad['hub']} seq {bad['seq']}: {bad['reason']}: {bad['detail']} "
+            f"— not served to peers; stop the node and run `hubnode log check --data "
+            f"{folder.path}`",
+            style="bold red",
+            markup=False,
+        )
 
 
 async def _over_budget(folder: HubFolder) -> list[DailyIntake]:

@@ -244,6 +244,8 @@ class Node:
                 "over_budget": [
                     row.as_json(self.folder.config.storage_budget_bytes) for row in self.over_budget
                 ],
+                # Records found damaged while serving (each logged once): not served.
+                "bad_records": [bad.as_json() for bad in self.gossip.log.damage],
             }
         )
         path = status_path(self.folder)

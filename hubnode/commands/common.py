@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from hubnode.events.fields import (
 )
 from hubnode.events.ids import HUB_PREFIX, parse_hub
 from hubnode.projections import ProjectionRunner
+from hubnode.store.integrity import HELP
 
 T = TypeVar("T")
 
@@ -102,6 +104,9 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except HubnodeError as e:
         fail(str(e))
+    except sqlite3.DatabaseError as e:
+        # The event log maps its own (naming the file); this is any other database's.
+        fail(f"database error: {e}; if it says malformed, see {HELP}")
 
 
 def hub_arg(text: str | None) -> bytes | None:

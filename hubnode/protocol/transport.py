@@ -312,7 +312,12 @@ class Gossip:
                 self.own, self._published_seq + 1, limit=1000, max_bytes=4 * nc.max_payload
             )
             if not records:
-                return
+                if self.log.damage.at(self.own, self._published_seq + 1) is None:
+                    return
+                # The read stopped at a damaged record (logged): push what follows it;
+                # peers fetch that seq from any holder with a sound copy.
+                self._published_seq += 1
+                continue
             for payload in m.pack_records(records, nc.max_payload):
                 await nc.publish(m.subject(self.net, "ev"), payload)
             self._published_seq += len(records)

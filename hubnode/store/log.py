@@ -19,7 +19,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, NamedTuple, Self
@@ -52,6 +52,16 @@ from hubnode.store.chain import Status as Status
 from hubnode.store.chain import WriteTx, now_ms
 from hubnode.store.intake import DailyIntake
 from hubnode.store.intake import received as _received
+from hubnode.store.integrity import (
+    Damage,
+    DamagedRecord,
+    LogReport,
+    check_log,
+    head_problem,
+    read_check,
+    storage_error,
+)
+from hubnode.store.integrity import sqlite_errors as _sqlite_errors
 from hubnode.store.pending import PendingBuffer, PendingLimits
 from hubnode.store.schema import PRAGMAS, SCHEMA_VERSION, TABLES
 from hubnode.store.verifying import Checked, Claim, InFlight, Result, Turn, Turns, VerifyPool
@@ -154,6 +164,8 @@ class EventLog:
         """The probe's ``data_version`` and the log connection's, when last asked."""
         self._undecodable: set[int] = set()
         """Positions of stored records whose bodies no longer decode, said once each."""
+        self.damage = Damage(path)
+        """Damaged records that reads of this log found (each logged once)."""
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -181,7 +193,7 @@ class EventLog:
         try:
             db = await aiosqlite.connect(path, isolation_level=None, timeout=60.0)
         except sqlite3.Error as e:
-            raise StorageError(f"cannot open event log {path}: {e}") from e
+            raise storage_error(path, e, "open") from e
         try:
             for pragma in (*PRAGMAS, *_TUNING):
                 await _execute_waiting_out_busy(db, pragma)
@@ -189,7 +201,7 @@ class EventLog:
             await cls._check_meta(db, path, net, key)
         except sqlite3.Error as e:
             await db.close()
-            raise StorageError(f"cannot open event log {path}: {e}") from e
+            raise storage_error(path, e, "open") from e
         except BaseException:
             await db.close()
             raise
@@ -255,6 +267,7 @@ class EventLog:
         """Sign and store one event of this hub; returns once it is durable."""
         return (await self.append_many([(kind, body)]))[0]
 
+    @_sqlite_errors
     async def append_many(self, items: Sequence[tuple[str, Body]]) -> list[Appended]:
         """Sign and store several events in one transaction, in the order given."""
         if self._key is None:
@@ -316,6 +329,8 @@ class EventLog:
                     )
                 head = tx.heads[hub]
                 seq, prev = (head.seq, head.id) if head else (0, None)
+                if head is not None:
+                    await self._check_own_head(tx, head)
                 announced = await tx.meta_int(_PEER_OWN_HEAD)
                 if announced > seq:
                     raise BehindPeers(
@@ -346,6 +361,20 @@ class EventLog:
                 raise
         await self._notify()
         return results
+
+    @_sqlite_errors
+    async def _check_own_head(self, tx: WriteTx, head: Head) -> None:
+        """Refuse to link a new event to a head whose stored id is damaged: every event
+        signed after it would link to that id. One record read and hashed per append
+        transaction; damaged bytes beside a sound id are noted (the link stays right)."""
+        assert self.hub is not None
+        raw = await tx.stored_raw(self.hub, head.seq) or b""
+        found = head_problem(self.hub, head.seq, raw, head.id, self.net)
+        if found is not None:
+            bad, id_damaged = found
+            if id_damaged:
+                raise DamagedRecord(self.path, bad)
+            self.damage.note(bad)
 
     async def note_peer_head(self, seq: int) -> None:
         """A peer announced holding this hub's own events up to ``seq``.
@@ -378,6 +407,7 @@ class EventLog:
         ``body_error``), not raised: the chain link is checked first when it is stored."""
         return list(await self._verifier.check_many(raws, trusted))
 
+    @_sqlite_errors
     async def ingest(
         self, records: Iterable[bytes], *, trusted: TrustCheck | None = None
     ) -> list[IngestOutcome]:
@@ -549,6 +579,7 @@ class EventLog:
 
     # -- reading --------------------------------------------------------------------------
 
+    @_sqlite_errors
     async def heads(self) -> dict[bytes, Head]:
         """The last stored (seq, id) of every hub in the log."""
         async with self._db.execute(
@@ -558,6 +589,7 @@ class EventLog:
         ) as cur:
             return {bytes(hub): Head(seq, bytes(id_)) async for hub, seq, id_ in cur}
 
+    @_sqlite_errors
     async def head(self, hub: bytes) -> Head | None:
         rows = list(
             await self._db.execute_fetchall(  # one round trip to SQLite's thread, not three
@@ -566,6 +598,7 @@ class EventLog:
         )
         return Head(rows[0][0], bytes(rows[0][1])) if rows else None
 
+    @_sqlite_errors
     async def last_pos(self) -> int:
         """The ``pos`` of the last stored event, 0 if none.
 
@@ -575,6 +608,7 @@ class EventLog:
         rows = await self._db.execute_fetchall("SELECT COALESCE(MAX(pos), 0) FROM events")
         return int(next(iter(rows))[0])
 
+    @_sqlite_errors
     async def count(self, hub: bytes | None = None) -> int:
         sql, args = (
             ("SELECT COUNT(*) FROM events", ())
@@ -588,10 +622,12 @@ class EventLog:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
+    @_sqlite_errors
     async def received(self, *, since: str) -> list[DailyIntake]:
         """Records stored from elsewhere per hub and UTC day, from day ``since`` on."""
         return await _received(self._db, since)
 
+    @_sqlite_errors
     async def over_budget(
         self, budget: int, *, since: str, other_than: bytes | None = None
     ) -> list[DailyIntake]:
@@ -601,18 +637,21 @@ class EventLog:
         found = await _received(self._db, since, more_than=budget)
         return [row for row in found if row.hub != other_than]
 
+    @_sqlite_errors
     async def forked_hubs(self) -> dict[bytes, int]:
         async with self._db.execute(
             "SELECT hub, forked_seq FROM hubs WHERE forked_seq IS NOT NULL"
         ) as cur:
             return {bytes(hub): seq async for hub, seq in cur}
 
+    @_sqlite_errors
     async def forks(self) -> list[ForkProof]:
         async with self._db.execute(
             "SELECT hub, seq, raw_a, raw_b, detected_ms FROM fork_proofs ORDER BY hub, seq"
         ) as cur:
             return [ForkProof(bytes(h), s, bytes(a), bytes(b), t) async for h, s, a, b, t in cur]
 
+    @_sqlite_errors
     async def events(
         self,
         *,
@@ -688,53 +727,93 @@ class EventLog:
                 )
             return None
 
+    @_sqlite_errors
     async def records(
         self, hub: bytes, from_seq: int = 1, *, limit: int = 1000, max_bytes: int = 1 << 20
     ) -> list[bytes]:
         """Raw records of ``hub`` from ``from_seq`` on, at most ``limit`` / ``max_bytes``.
 
         Always returns at least one record if there is one, even above ``max_bytes``.
+        Each is checked against its stored id as it is read; the records stop before the
+        first that fails, which is noted in :attr:`damage` (and logged once).
         """
         out: list[bytes] = []
         total = 0
         async with self._db.execute(
-            "SELECT raw FROM events WHERE hub = ? AND seq >= ? ORDER BY seq LIMIT ?",
+            "SELECT seq, id, raw FROM events WHERE hub = ? AND seq >= ? ORDER BY seq LIMIT ?",
             (hub, from_seq, limit),
         ) as cur:
-            async for (raw,) in cur:
+            healing = bool(self.damage)  # a sound read forgets what an earlier one found
+            async for seq, id_, raw in cur:
                 if out and total + len(raw) > max_bytes:
                     break
+                # Reading verifies (docs/storage.md): a damaged record is noted, never
+                # served, and neither is what follows it, which would not link.
+                bad = read_check(hub, seq, raw, id_)
+                if bad is not None:
+                    self.damage.note(bad)
+                    break
+                if healing:
+                    self.damage.sound(hub, seq)
                 out.append(bytes(raw))
                 total += len(raw)
         return out
 
-    async def export_records(self, hub: bytes | None = None) -> AsyncIterator[bytes]:
+    async def export_records(
+        self, hub: bytes | None = None, *, checked: bool = True
+    ) -> AsyncIterator[bytes]:
         """Every stored record, hubs in id order, each hub's events in seq order.
 
         Fork evidence travels too: the other twin of a proof follows the stored event at
         its seq, and a proof just past the hub's head (both twins held back) follows the
         head. Proofs further ahead cannot be placed in a chain; ``forks()`` lists them.
         Streams in pages; memory stays flat.
+
+        Each record is checked against its stored id as it is read, and the first that
+        fails raises :class:`DamagedRecord`: an export that skipped it would hold a broken
+        chain. ``checked=False`` yields the bytes as stored, for a reader that verifies
+        every record itself and reports what fails (the auditor).
         """
+        try:
+            async for raw in self._export(hub, checked):
+                yield raw
+        except sqlite3.DatabaseError as e:
+            raise storage_error(self.path, e) from e
+
+    async def _export(self, hub: bytes | None, checked: bool) -> AsyncIterator[bytes]:
         hubs = [hub] if hub is not None else sorted((await self.heads()).keys())
-        proofs = await self.forks()
+        proofs = await self._db.execute_fetchall(
+            "SELECT hub, seq, id_a, raw_a, id_b, raw_b FROM fork_proofs ORDER BY hub, seq"
+        )
         for h in hubs:
             extra: dict[int, list[bytes]] = {}
-            for proof in proofs:
-                if proof.hub == h:
+            for p_hub, p_seq, *twins in proofs:
+                if p_hub == h:
                     # Either twin may be the stored one (both can arrive ahead of a gap).
-                    held = extra.setdefault(proof.seq, [])
-                    held += [r for r in (proof.raw_a, proof.raw_b) if r not in held]
+                    held = extra.setdefault(p_seq, [])
+                    for id_, raw in ((twins[0], twins[1]), (twins[2], twins[3])):
+                        bad = read_check(h, p_seq, raw, id_) if checked else None
+                        if bad is not None:
+                            detail = f"a twin of its fork proof: {bad.detail}"
+                            raise DamagedRecord(
+                                self.path, msgspec.structs.replace(bad, detail=detail)
+                            )
+                        if raw not in held:
+                            held.append(raw)
             seq = 0
             while True:
                 async with self._db.execute(
-                    "SELECT seq, raw FROM events WHERE hub = ? AND seq > ? ORDER BY seq LIMIT 2000",
+                    "SELECT seq, id, raw FROM events WHERE hub = ? AND seq > ? "
+                    "ORDER BY seq LIMIT 2000",
                     (h, seq),
                 ) as cur:
                     rows = await cur.fetchall()
                 if not rows:
                     break
-                for seq, raw in rows:
+                for seq, id_, raw in rows:
+                    bad = read_check(h, seq, raw, id_) if checked else None
+                    if bad is not None:
+                        raise DamagedRecord(self.path, bad)
                     yield bytes(raw)
                     for other in extra.get(seq, ()):
                         if other != raw:
@@ -742,6 +821,16 @@ class EventLog:
             for twin in extra.get(seq + 1, ()):
                 yield twin
 
+    @_sqlite_errors
+    async def check(self, on_progress: Callable[[int], None] = lambda n: None) -> LogReport:
+        """Check the whole log: every record and fork proof as ingest would (signatures
+        included, on every core), the chains, and SQLite's own integrity check.
+
+        ``on_progress`` gets the records checked. Damage is reported, not raised.
+        """
+        return await check_log(self._db, self._verifier, on_progress)
+
+    @_sqlite_errors
     async def data_version(self) -> int:
         """SQLite's ``PRAGMA data_version``: a different value means another connection
         (another process) committed to the log since this connection last asked.
