@@ -105,9 +105,11 @@ class PeerSeen:
     """What this node has had from one hub this run, on the gossip clock.
 
     Heads messages are unsigned (any NATS client can send one naming any hub), so only a
-    record signed by the hub is evidence that it ran: ``last_record`` is when such a
-    record, new to this node, last arrived (live or fetched from anyone), ``last_heard``
-    when a heads message in its name last arrived, and ``heads`` what that one announced.
+    record signed by the hub is evidence that it ran: ``last_record`` is when the newest
+    such record new to this node was signed, by the signed clock in it but never later
+    than it arrived (live or fetched from anyone: a record passed on while its author is
+    offline shows when the author signed it, not that it is up), ``last_heard`` when a
+    heads message in its name last arrived, and ``heads`` what that one announced.
     """
 
     last_record: float | None = None
@@ -380,9 +382,11 @@ class Gossip:
             if o.hub is None:
                 continue
             if o.status in (Status.ACCEPTED, Status.PENDING) and o.hub != self.own:
-                # Verified and new to this node: signed evidence the hub ran. (A replay of
-                # a record held already is a duplicate and proves nothing.)
-                self.peers.setdefault(o.hub, PeerSeen()).last_record = now
+                # Verified and new to this node: signed evidence the hub ran — when it
+                # signed it, by its own signed clock (a record passed on later by another
+                # hub, or fetched while its author is offline, proves nothing newer), and
+                # never later than it arrived. A replayed duplicate proves nothing at all.
+                self._seen_record(o.hub, o.ts, now)
             if o.status is Status.ACCEPTED:
                 changed.add(o.hub)
             elif o.status is Status.PENDING and o.seq is not None:
@@ -405,6 +409,13 @@ class Gossip:
             # from a backup): refuse appends, in every process, until the gap is fetched.
             await self.log.note_peer_head(own_ahead)
         return outcomes
+
+    def _seen_record(self, hub: bytes, signed_ms: int | None, now: float) -> None:
+        """Note a record ``hub`` signed at ``signed_ms`` (wall clock), arriving ``now``."""
+        at = now if signed_ms is None else min(now, now - (time.time() - signed_ms / 1000))
+        seen = self.peers.setdefault(hub, PeerSeen())
+        if seen.last_record is None or at > seen.last_record:
+            seen.last_record = at
 
     def _warn_once(self, hub: bytes, reason: Reason, detail: str) -> None:
         key = (hub, reason.value)

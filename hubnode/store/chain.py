@@ -50,6 +50,8 @@ class IngestOutcome(msgspec.Struct, frozen=True):
     detail: str = ""
     released: int = 0
     """Pending records of the same hub stored because this one filled their gap."""
+    ts: int | None = None
+    """The record's signed ``ts`` (its author's clock, ms), once its signature verified."""
 
 
 def now_ms() -> int:
@@ -156,7 +158,7 @@ class WriteTx:
         def outcome(
             status: Status, reason: Reason | None = None, detail: str = "", released: int = 0
         ) -> IngestOutcome:
-            return IngestOutcome(status, hub, seq, rec.id, reason, detail, released)
+            return IngestOutcome(status, hub, seq, rec.id, reason, detail, released, env.ts)
 
         head = self.heads[hub]
         head_seq = head.seq if head else 0
