@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,7 +41,7 @@ from hubnode.commands.common import (
     run_async,
     when,
 )
-from hubnode.config import EMBEDDED, HubFolder
+from hubnode.config import EMBEDDED, HubFolder, check_nats_url
 from hubnode.errors import HubnodeError
 from hubnode.events.ids import hub_display, short_hub
 from hubnode.events.kinds import KINDS
@@ -268,21 +270,73 @@ def log_export(
 # -- the node ---------------------------------------------------------------------------
 
 
+STOP_DEADLINE = 4.5
+"""Seconds a stop may take before ``hubnode run`` cuts it short (SIGTERM and Ctrl-C end
+the node within 5 s in any state). Nothing is lost: every commit is already durable."""
+
+
+def _exit_now(server_pid: Callable[[], int | None]) -> None:
+    """The stop took too long (a DNS lookup that hangs, a rebuild between batches): stop
+    the embedded nats-server and leave without waiting for what is still running."""
+    import logging
+    import os
+    import signal
+
+    logging.getLogger("hubnode.node").error(
+        "did not stop within %.1f s; exiting now (nothing written is lost)", STOP_DEADLINE
+    )
+    pid = server_pid()
+    if pid is not None:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    os._exit(1)
+
+
+def stop_on_signals(
+    loop: asyncio.AbstractEventLoop, stop: asyncio.Event, server_pid: Callable[[], int | None]
+) -> None:
+    """SIGINT and SIGTERM set ``stop``; if the node has not ended ``STOP_DEADLINE`` seconds
+    later, :func:`_exit_now` ends it (from a daemon thread, so even a blocked interpreter
+    exit is cut short)."""
+    import signal
+    import threading
+
+    def requested() -> None:
+        if stop.is_set():
+            return
+        stop.set()
+        deadline = threading.Timer(STOP_DEADLINE, _exit_now, args=(server_pid,))
+        deadline.daemon = True
+        deadline.start()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, requested)
+
+
 @app.command()
 def run(
     data: DataOpt,
     nats_url: Annotated[
         str | None,
-        typer.Option(help="Use this NATS server instead of the embedded one (config: nats_url)."),
+        typer.Option(
+            help="Use this NATS server instead of the embedded one (config: nats_url): "
+            "nats://HOST:PORT, tls://, ws:// or wss://, several separated by commas."
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
 ) -> None:
-    """Run this hub's node until SIGINT/SIGTERM: gossip with peers over NATS, catch up, serve."""
+    """Run this hub's node until SIGINT/SIGTERM: gossip with peers over NATS, catch up, serve.
+
+    At start it checks the log and the views for damage (docs/operating.md)."""
     import logging
-    import signal
 
     from hubnode.node import Node
 
+    if nats_url is not None:
+        try:
+            check_nats_url(nats_url, "--nats-url")
+        except ValueError as e:
+            fail(str(e), 2)
     folder = folder_of(data)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -292,13 +346,14 @@ def run(
     logging.getLogger("nats").setLevel(logging.WARNING if not verbose else logging.DEBUG)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         from hubnode.console.server import node_attachments  # the console, if configured
 
-        await Node(folder, nats_url=nats_url, attach=node_attachments(folder)).run(stop)
+        node = Node(folder, nats_url=nats_url, attach=node_attachments(folder))
+        stop = asyncio.Event()
+        stop_on_signals(
+            asyncio.get_running_loop(), stop, lambda: node.server.pid if node.server else None
+        )
+        await node.run(stop)
 
     run_async(main())
 
@@ -388,10 +443,13 @@ def peers_list(data: DataOpt, as_json: JsonOpt = False) -> None:
 
 @app.command()
 def status(data: DataOpt, as_json: JsonOpt = False) -> None:
-    """Own head, peers and their lag, counters and the NATS connection of the running node."""
+    """Own head, peers and their lag, counters and the NATS connection of the running node.
+
+    The node is "running", "running but failing (why)" — it cannot reach NATS, write its
+    log, read its views, or update its status file — or "not running"."""
     import time
 
-    from hubnode.node import read_status
+    from hubnode.node import node_state, read_status
 
     folder = folder_of(data)
 
@@ -402,12 +460,15 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
     held = run_async(heads())
     own = held.get(folder.hub)
     snapshot = read_status(folder) or {}
-    fresh = bool(snapshot) and snapshot.get("running") and time.time() - snapshot["updated_at"] < 10
+    state, failing = node_state(snapshot, time.time())
+    fresh = state in ("running", "failing")
     report = {
         "hub": folder.config.hub_id,
         "name": folder.config.name,
         "network": folder.config.network,
-        "running": bool(fresh),
+        "running": state != "not running",
+        "state": state,
+        "failing": failing,
         "own_head": {"seq": own.seq, "id": own.id.hex()} if own else {"seq": 0, "id": None},
         "hubs_held": len(held),
         "nats": snapshot.get("nats") if fresh else {"url": None, "connected": False},
@@ -419,8 +480,10 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(report)
         return
-    state = "running" if fresh else "not running"
-    out.print(f"{report['name']} ({report['hub']}) on {report['network']}: node {state}")
+    shown = {"running": "running", "not running": "not running"}.get(
+        state, f"running but failing ({'; '.join(failing.values())})"
+    )
+    out.print(f"{report['name']} ({report['hub']}) on {report['network']}: node {shown}")
     out.print(f"own head: seq {report['own_head']['seq']}; holding {len(held)} hubs")
     nats = report["nats"] or {}
     connected = f"connected to {nats.get('url')}" if nats.get("connected") else "not connected"
@@ -542,4 +605,7 @@ def main() -> None:
     except OSError as e:  # disk full, permission denied, …: a message, not a traceback
         where = f"{e.filename}: " if e.filename else ""
         err.print(f"error: {where}{e.strerror or e}", markup=False)
+        sys.exit(1)
+    except HubnodeError as e:  # one a command did not expect (a damaged views table, say)
+        err.print(f"error: {e}", markup=False)
         sys.exit(1)

@@ -30,6 +30,7 @@ from hubnode.crypto import SigningKey
 from hubnode.errors import (
     BehindPeers,
     ConfigError,
+    DamagedDatabase,
     ForkDetected,
     InvalidEvent,
     Reason,
@@ -49,6 +50,7 @@ from hubnode.store.chain import Head as Head  # re-exported: where callers find 
 from hubnode.store.chain import IngestOutcome as IngestOutcome
 from hubnode.store.chain import Status as Status
 from hubnode.store.chain import WriteTx, now_ms
+from hubnode.store.health import BUDGET, FileCheck, check_file
 from hubnode.store.pending import PendingBuffer, PendingLimits
 from hubnode.store.schema import PRAGMAS, SCHEMA_VERSION, TABLES
 from hubnode.store.verifying import Checked, Claim, InFlight, Result, Turn, Turns, VerifyPool
@@ -115,6 +117,14 @@ async def _execute_waiting_out_busy(db: aiosqlite.Connection, sql: str) -> None:
         await asyncio.sleep(0.005)
 
 
+def damaged_log(path: Path, problem: str) -> str:
+    """The one line that says a log is damaged, and what to do."""
+    return (
+        f"event log {path} is damaged ({problem}): restore it from a backup or from peers, "
+        'see docs/operating.md "Restoring a backup"'
+    )
+
+
 class EventLog:
     """One hub's log. Open with :meth:`open`; use as an async context manager."""
 
@@ -147,6 +157,9 @@ class EventLog:
         self._probe: sqlite3.Connection | None = None
         self._probed: tuple[int | None, int] = (None, 0)
         """The probe's ``data_version`` and the log connection's, when last asked."""
+        self.write_failure: str | None = None
+        """Why the last write transaction failed (disk full, read-only, I/O error), until
+        one succeeds: what the node reports as "failing" in its status."""
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -196,6 +209,22 @@ class EventLog:
             pending,
             workers or max(2, os.cpu_count() or 2),
         )
+
+    @staticmethod
+    def check(path: Path, budget: float = BUDGET) -> FileCheck:
+        """Check the log file at ``path`` for damage (bounded in time: ``health.py``).
+
+        Raises :class:`DamagedDatabase` saying to restore it, :class:`StorageError` if it
+        cannot be read at all. A missing log passes: the node creates it and fetches
+        everything from peers.
+        """
+        try:
+            found = check_file(path, budget)
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot read event log {path}: {e}") from e
+        if found.problem is not None:
+            raise DamagedDatabase(str(path), damaged_log(path, found.problem))
+        return found
 
     @staticmethod
     async def _check_meta(
@@ -334,7 +363,8 @@ class EventLog:
                     results.append(out)
                 await tx.flush()
                 await self._commit()
-            except BaseException:
+            except BaseException as e:
+                self._note_failure(e)
                 await self._rollback()
                 raise
         await self._notify()
@@ -496,7 +526,8 @@ class EventLog:
                     outcomes[i] = await tx.place(rec, self.pending, self.registry, popped)
                 await tx.flush()
                 await self._commit()
-            except BaseException:
+            except BaseException as e:
+                self._note_failure(e)
                 await self._rollback()
                 self.pending.put_back(popped)
                 raise
@@ -531,6 +562,13 @@ class EventLog:
             await self._db.execute("COMMIT")
         except sqlite3.Error as e:
             raise StorageError(f"cannot commit to event log {self.path}: {e}") from e
+        self.write_failure = None
+
+    def _note_failure(self, e: BaseException) -> None:
+        """Remember why a write failed when the storage is to blame (not the events)."""
+        cause = e.__cause__ if isinstance(e, StorageError) else e
+        if isinstance(cause, sqlite3.Error):
+            self.write_failure = f"cannot write to {self.path.name}: {cause}"
 
     async def _rollback(self) -> None:
         if self._db.in_transaction:
