@@ -275,42 +275,57 @@ STOP_DEADLINE = 4.5
 the node within 5 s in any state). Nothing is lost: every commit is already durable."""
 
 
-def _exit_now(server_pid: Callable[[], int | None]) -> None:
-    """The stop took too long (a DNS lookup that hangs, a rebuild between batches): stop
-    the embedded nats-server and leave without waiting for what is still running."""
-    import logging
-    import os
-    import signal
+class StopDeadline:
+    """SIGINT and SIGTERM set ``stop``; ``STOP_DEADLINE`` seconds later, from a daemon
+    thread, the process exits whatever is still running.
 
-    logging.getLogger("hubnode.node").error(
-        "did not stop within %.1f s; exiting now (nothing written is lost)", STOP_DEADLINE
-    )
-    pid = server_pid()
-    if pid is not None:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGTERM)
-    os._exit(1)
+    Once the node has stopped (``stopped`` set) what can still hold the process is a
+    blocking call in a worker thread that the interpreter waits for at exit: a DNS lookup
+    of a NATS host, stuck on an unreachable DNS server, lasts as long as the resolver's
+    timeout. The process then exits 0. If the node itself did not stop in time (a stuck
+    step), it stops the embedded nats-server and exits 1, saying so.
+    """
 
+    def __init__(self, stop: asyncio.Event, server_pid: Callable[[], int | None]) -> None:
+        import threading
 
-def stop_on_signals(
-    loop: asyncio.AbstractEventLoop, stop: asyncio.Event, server_pid: Callable[[], int | None]
-) -> None:
-    """SIGINT and SIGTERM set ``stop``; if the node has not ended ``STOP_DEADLINE`` seconds
-    later, :func:`_exit_now` ends it (from a daemon thread, so even a blocked interpreter
-    exit is cut short)."""
-    import signal
-    import threading
+        self.stop = stop
+        self.server_pid = server_pid
+        self.stopped = threading.Event()
 
-    def requested() -> None:
-        if stop.is_set():
+    def watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._requested)
+
+    def _requested(self) -> None:
+        import threading
+
+        if self.stop.is_set():
             return
-        stop.set()
-        deadline = threading.Timer(STOP_DEADLINE, _exit_now, args=(server_pid,))
+        self.stop.set()
+        deadline = threading.Timer(STOP_DEADLINE, self._exit_now)
         deadline.daemon = True
         deadline.start()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, requested)
+    def _exit_now(self) -> None:
+        import logging
+        import os
+        import signal
+
+        log = logging.getLogger("hubnode.node")
+        if self.stopped.is_set():
+            log.info("not waiting for a blocked lookup (DNS?) to end")
+            os._exit(0)
+        log.error(
+            "did not stop within %.1f s; exiting now (nothing written is lost)", STOP_DEADLINE
+        )
+        pid = self.server_pid()
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+        os._exit(1)
 
 
 @app.command()
@@ -349,11 +364,12 @@ def run(
         from hubnode.console.server import node_attachments  # the console, if configured
 
         node = Node(folder, nats_url=nats_url, attach=node_attachments(folder))
-        stop = asyncio.Event()
-        stop_on_signals(
-            asyncio.get_running_loop(), stop, lambda: node.server.pid if node.server else None
-        )
-        await node.run(stop)
+        deadline = StopDeadline(asyncio.Event(), lambda: node.server.pid if node.server else None)
+        deadline.watch(asyncio.get_running_loop())
+        try:
+            await node.run(deadline.stop)
+        finally:
+            deadline.stopped.set()
 
     run_async(main())
 

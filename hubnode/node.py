@@ -224,10 +224,12 @@ class Node:
             self.write_status(running=False)
         if self._catching_up is not None:
             await asyncio.gather(self._catching_up, return_exceptions=True)
-        if self.projections is not None:
-            await self._step("closing the views", asyncio.to_thread(self.projections.close))
-        if self.keyring is not None:
-            await self._step("closing the keyring", asyncio.to_thread(self.keyring.close))
+        for what, close in (("views", self.projections), ("keyring", self.keyring)):
+            if close is not None:
+                try:
+                    close.close()
+                except Exception as e:  # the next steps must still run
+                    log.warning("closing the %s failed: %s", what, e)
         if self.log is not None:
             await self._step("closing the log", self.log.close())
         if self.server is not None:

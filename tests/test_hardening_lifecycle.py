@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -567,6 +568,33 @@ async def test_the_node_keeps_going_when_its_status_file_cannot_be_written(tmp_p
         await server.stop()
 
 
+async def test_views_that_fail_while_running_are_reported_and_retried(tmp_path: Path) -> None:
+    """Issue 12 item 4: an error updating the views ended the node's projection loop for
+    good, silently; now it is reported as failing and retried until it clears."""
+    folder = await asyncio.to_thread(make_hub, tmp_path / "hub", 3)
+    server = NatsServer(tmp_path / "nats")
+    url = await server.start()
+    node = Node(folder, nats_url=url)
+    views = sqlite3.connect(folder.path / "views.sqlite3", isolation_level=None)
+    try:
+        await node.start()
+        assert node.log is not None
+        views.execute(
+            "CREATE TRIGGER broken BEFORE UPDATE OF checkpoint ON projection_builds "
+            "BEGIN SELECT RAISE(ABORT, 'the views cannot be written'); END"
+        )
+        await node.log.append("hub.profile_updated", update(4))
+        reason = await wait_until(lambda: node.failing().get("views"), 10, "views to fail")
+        assert "the views cannot be written" in reason
+        views.execute("DROP TRIGGER broken")
+        await node.log.append("hub.profile_updated", update(5))
+        await wait_until(lambda: "views" not in node.failing(), 10, "views to work again")
+    finally:
+        views.close()
+        await node.stop()
+        await server.stop()
+
+
 # -- disk full and read-only: a private mount namespace ---------------------------------
 
 
@@ -616,6 +644,40 @@ shift 1
 exec "$@"
 """
 """The data folder read-only (run/ writable), then the command."""
+
+
+SILENT_DNS: Final = """set -e
+mount --bind "$1" /etc/resolv.conf
+shift 1
+exec "$@"
+"""
+"""A resolv.conf naming a DNS server that never answers, then the command."""
+
+
+async def test_a_node_stuck_resolving_its_nats_host_stops_on_sigterm(
+    tmp_path: Path, private_mounts: None
+) -> None:
+    """Issue 12 item 4: with the network down at boot, a DNS lookup of the NATS host
+    blocks for the resolver's timeout (30 s here); SIGTERM still ends the node in 5 s."""
+    folder = await asyncio.to_thread(make_hub, tmp_path / "hub")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dns:
+        dns.bind(("127.88.0.53", 53))  # receives queries, never answers
+        dns.settimeout(START_WITHIN)
+        resolv = tmp_path / "resolv.conf"
+        resolv.write_text("nameserver 127.88.0.53\noptions timeout:30 attempts:1\n")
+        async with hubnode_run(
+            "--data",
+            folder.path,
+            "--nats-url",
+            "nats://nats.hub-a.example.org:4222",
+            log=tmp_path / "out",
+            prefix=(*UNSHARE, SILENT_DNS, "sh", str(resolv)),
+        ) as run:
+            await started(run, folder.path)
+            await asyncio.to_thread(dns.recvfrom, 512)  # the node is resolving the host
+            code, _ = await run.stopped_by(signal.SIGTERM)
+    assert code == 0, run.output()
+    assert "not waiting for a blocked lookup" in run.output()
 
 
 def fill(folder: Path) -> None:
