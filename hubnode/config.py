@@ -34,7 +34,8 @@ _NATS_FORMS: Final = (
 
 _HEADER: Final = """\
 # hubnode configuration for one hub. Plain TOML: safe to read and edit.
-# nats_url: "embedded" runs a local nats-server; or nats://host:port of an existing one.
+# nats_url: "embedded" runs a local nats-server; or nats://host:port of an existing one
+# (tls://, ws://, wss:// too; several servers separated by commas).
 # trust: hubs this node accepts events from (`hubnode peers add` maintains it).
 # time_overdraft_seconds: how far below zero `hubnode time` may take this hub's balance.
 # followup_days, answer_days: when `hubnode followup due` lists a referral (docs/pathway.md).
