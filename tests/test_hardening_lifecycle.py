@@ -237,6 +237,19 @@ async def test_run_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None
     assert str(views) in line and "delete views.sqlite3" in line
 
 
+def test_commands_name_a_damaged_log_in_one_line(tmp_path: Path) -> None:
+    """Issue 12 item 4: a command opening a log that is not a database says what to do."""
+    folder = make_hub(tmp_path / "hub", 3)
+    checkpoint(folder.log_path)
+    folder.log_path.write_bytes(b"garbage " * 1000)
+    done = subprocess.run(
+        [HUBNODE, "log", "heads", "--data", folder.path], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    line = one_line(done.stderr)
+    assert str(folder.log_path) in line and "Restoring a backup" in line
+
+
 # -- commands on damaged views ----------------------------------------------------------
 
 

@@ -50,7 +50,7 @@ from hubnode.store.chain import Head as Head  # re-exported: where callers find 
 from hubnode.store.chain import IngestOutcome as IngestOutcome
 from hubnode.store.chain import Status as Status
 from hubnode.store.chain import WriteTx, now_ms
-from hubnode.store.health import BUDGET, FileCheck, check_file
+from hubnode.store.health import BUDGET, FileCheck, check_file, is_damage
 from hubnode.store.pending import PendingBuffer, PendingLimits
 from hubnode.store.schema import PRAGMAS, SCHEMA_VERSION, TABLES
 from hubnode.store.verifying import Checked, Claim, InFlight, Result, Turn, Turns, VerifyPool
@@ -195,6 +195,8 @@ class EventLog:
             await cls._check_meta(db, path, net, key)
         except sqlite3.Error as e:
             await db.close()
+            if is_damage(e):
+                raise DamagedDatabase(str(path), damaged_log(path, str(e))) from e
             raise StorageError(f"cannot open event log {path}: {e}") from e
         except BaseException:
             await db.close()
