@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -270,64 +268,6 @@ def log_export(
 # -- the node ---------------------------------------------------------------------------
 
 
-STOP_DEADLINE = 4.5
-"""Seconds a stop may take before ``hubnode run`` cuts it short (SIGTERM and Ctrl-C end
-the node within 5 s in any state). Nothing is lost: every commit is already durable."""
-
-
-class StopDeadline:
-    """SIGINT and SIGTERM set ``stop``; ``STOP_DEADLINE`` seconds later, from a daemon
-    thread, the process exits whatever is still running.
-
-    Once the node has stopped (``stopped`` set) what can still hold the process is a
-    blocking call in a worker thread that the interpreter waits for at exit: a DNS lookup
-    of a NATS host, stuck on an unreachable DNS server, lasts as long as the resolver's
-    timeout. The process then exits 0. If the node itself did not stop in time (a stuck
-    step), it stops the embedded nats-server and exits 1, saying so.
-    """
-
-    def __init__(self, stop: asyncio.Event, server_pid: Callable[[], int | None]) -> None:
-        import threading
-
-        self.stop = stop
-        self.server_pid = server_pid
-        self.stopped = threading.Event()
-
-    def watch(self, loop: asyncio.AbstractEventLoop) -> None:
-        import signal
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._requested)
-
-    def _requested(self) -> None:
-        import threading
-
-        if self.stop.is_set():
-            return
-        self.stop.set()
-        deadline = threading.Timer(STOP_DEADLINE, self._exit_now)
-        deadline.daemon = True
-        deadline.start()
-
-    def _exit_now(self) -> None:
-        import logging
-        import os
-        import signal
-
-        log = logging.getLogger("hubnode.node")
-        if self.stopped.is_set():
-            log.info("not waiting for a blocked lookup (DNS?) to end")
-            os._exit(0)
-        log.error(
-            "did not stop within %.1f s; exiting now (nothing written is lost)", STOP_DEADLINE
-        )
-        pid = self.server_pid()
-        if pid is not None:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGTERM)
-        os._exit(1)
-
-
 @app.command()
 def run(
     data: DataOpt,
@@ -345,7 +285,7 @@ def run(
     At start it checks the log and the views for damage (docs/operating.md)."""
     import logging
 
-    from hubnode.node import Node
+    from hubnode.node import Node, StopDeadline
 
     if nats_url is not None:
         try:

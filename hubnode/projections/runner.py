@@ -20,7 +20,6 @@ transaction, so no event is applied twice.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import hashlib
 import sqlite3
 import time
@@ -35,7 +34,7 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import msgspec
 
-from hubnode.errors import DamagedDatabase, HubnodeError, StorageError
+from hubnode.errors import HubnodeError, StorageError
 from hubnode.events.ids import hub_display
 from hubnode.events.kinds import KINDS, KindRegistry
 from hubnode.events.verify import Event, decode_event, restore
@@ -48,8 +47,7 @@ from hubnode.projections.base import (
     physical,
 )
 from hubnode.projections.parallel import SCRATCH_CACHE_KIB, rebuild_in_parallel
-from hubnode.store.health import BUDGET, FileCheck, check_file, is_damage
-from hubnode.store.log import damaged_log
+from hubnode.store.health import BUDGET, FileCheck, check_file, damaged_views, diagnose, is_damage
 
 BATCH: Final = 10_000
 """Log records per batch (and transaction) when catching up. Large batches make rebuilds
@@ -91,18 +89,6 @@ class BuildStatus:
     behind: int
     """Events in the log after the checkpoint."""
 
-
-def damaged_views(path: Path, problem: str) -> str:
-    """The one line that says the views database is damaged, and what to do."""
-    return (
-        f"views database {path} is damaged ({problem}); it can be rebuilt from the log: stop "
-        f"the node, delete views.sqlite3 and its -wal and -shm files in {path.parent}, "
-        "and start it again"
-    )
-
-
-_DIAGNOSE_BUDGET: Final = 1.0
-"""Seconds to look for the damaged file after SQLite reported damage (views, then log)."""
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -280,23 +266,12 @@ class ProjectionRunner:
         except sqlite3.Error as e:
             raise StorageError(f"cannot read views database {views_path}: {e}") from e
         if found.problem is not None:
-            raise DamagedDatabase(str(views_path), damaged_views(views_path, found.problem))
+            raise damaged_views(views_path, found.problem)
         return found
 
     def storage_error(self, e: sqlite3.Error) -> StorageError:
-        """``e`` as the error to show: which file is damaged and what to do, or what failed.
-
-        SQLite does not say which database a corruption error came from (the runner reads
-        the log and writes the views), so a short check of each file decides.
-        """
-        if not is_damage(e):
-            return StorageError(f"views database {self.views_path}: {e}")
-        for path, damaged in ((self.views_path, damaged_views), (self.log_path, damaged_log)):
-            with contextlib.suppress(sqlite3.Error):
-                found = check_file(path, _DIAGNOSE_BUDGET)
-                if found.problem is not None:
-                    return DamagedDatabase(str(path), damaged(path, found.problem))
-        return DamagedDatabase(str(self.views_path), damaged_views(self.views_path, str(e)))
+        """``e`` as the error to show: which file is damaged and what to do, or what failed."""
+        return diagnose(e, self.views_path, self.log_path)
 
     @property
     def db(self) -> sqlite3.Connection:

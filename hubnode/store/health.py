@@ -22,9 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from hubnode.errors import DamagedDatabase, StorageError
+
 BUDGET: Final = 2.0
 """Seconds a start-up check of one file may take; the node checks the log and the views
 at once, so this is also what the checks add to a start, at most."""
+DIAGNOSE_BUDGET: Final = 1.0
+"""Seconds to look for the damaged file after SQLite reported damage somewhere."""
 _SHOWN_LINES: Final = 3
 _DAMAGE: Final = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
@@ -82,3 +86,40 @@ def check_file(path: Path, budget: float = BUDGET) -> FileCheck:
     ]
     problem = None if found == ["ok"] else "; ".join(found[:_SHOWN_LINES]) or "malformed"
     return FileCheck(problem, True, time.monotonic() - began)
+
+
+def damaged_log(path: Path, problem: str) -> DamagedDatabase:
+    """The error saying the log is damaged, and what to do."""
+    return DamagedDatabase(
+        str(path),
+        f"event log {path} is damaged ({problem}): restore it from a backup or from peers, "
+        'see docs/operating.md "Restoring a backup"',
+    )
+
+
+def damaged_views(path: Path, problem: str) -> DamagedDatabase:
+    """The error saying the views database is damaged, and what to do."""
+    return DamagedDatabase(
+        str(path),
+        f"views database {path} is damaged ({problem}); it can be rebuilt from the log: stop "
+        f"the node, delete views.sqlite3 and its -wal and -shm files in {path.parent}, "
+        "and start it again",
+    )
+
+
+def diagnose(e: sqlite3.Error, views: Path, log: Path) -> StorageError:
+    """``e``, met using the views over the log, as the error to show.
+
+    SQLite does not say which database a corruption came from, so a short check of each
+    file (views first: the usual and cheap case) decides which to name.
+    """
+    if not is_damage(e):
+        return StorageError(f"views database {views}: {e}")
+    for path, damaged in ((views, damaged_views), (log, damaged_log)):
+        try:
+            found = check_file(path, DIAGNOSE_BUDGET)
+        except sqlite3.Error:
+            continue
+        if found.problem is not None:
+            return damaged(path, found.problem)
+    return damaged_views(views, str(e))

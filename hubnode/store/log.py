@@ -30,7 +30,6 @@ from hubnode.crypto import SigningKey
 from hubnode.errors import (
     BehindPeers,
     ConfigError,
-    DamagedDatabase,
     ForkDetected,
     InvalidEvent,
     Reason,
@@ -50,7 +49,7 @@ from hubnode.store.chain import Head as Head  # re-exported: where callers find 
 from hubnode.store.chain import IngestOutcome as IngestOutcome
 from hubnode.store.chain import Status as Status
 from hubnode.store.chain import WriteTx, now_ms
-from hubnode.store.health import BUDGET, FileCheck, check_file, is_damage
+from hubnode.store.health import BUDGET, FileCheck, check_file, damaged_log, is_damage
 from hubnode.store.pending import PendingBuffer, PendingLimits
 from hubnode.store.schema import PRAGMAS, SCHEMA_VERSION, TABLES
 from hubnode.store.verifying import Checked, Claim, InFlight, Result, Turn, Turns, VerifyPool
@@ -115,14 +114,6 @@ async def _execute_waiting_out_busy(db: aiosqlite.Connection, sql: str) -> None:
             if not busy or time.monotonic() > deadline:
                 raise
         await asyncio.sleep(0.005)
-
-
-def damaged_log(path: Path, problem: str) -> str:
-    """The one line that says a log is damaged, and what to do."""
-    return (
-        f"event log {path} is damaged ({problem}): restore it from a backup or from peers, "
-        'see docs/operating.md "Restoring a backup"'
-    )
 
 
 class EventLog:
@@ -196,7 +187,7 @@ class EventLog:
         except sqlite3.Error as e:
             await db.close()
             if is_damage(e):
-                raise DamagedDatabase(str(path), damaged_log(path, str(e))) from e
+                raise damaged_log(path, str(e)) from e
             raise StorageError(f"cannot open event log {path}: {e}") from e
         except BaseException:
             await db.close()
@@ -225,7 +216,7 @@ class EventLog:
         except sqlite3.Error as e:
             raise StorageError(f"cannot read event log {path}: {e}") from e
         if found.problem is not None:
-            raise DamagedDatabase(str(path), damaged_log(path, found.problem))
+            raise damaged_log(path, found.problem)
         return found
 
     @staticmethod
