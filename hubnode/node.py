@@ -141,6 +141,7 @@ class Node:
         self._catching_up: asyncio.Future[int] | None = None
         self.keyring: Keyring | None = None
         self.started_at = time.time()
+        self._start_failed = False
         self._stopping = False
         self._problems: dict[str, str] = {}
         """Failures the node met (views, keyring, status file), by area, until they clear."""
@@ -237,7 +238,7 @@ class Node:
             await self._step("closing the log", self.log.close())
         if self.server is not None:
             await self._step("stopping nats-server", self.server.stop())
-        if self.log is not None:  # else it never started: the error says why, alone
+        if self.log is not None and not self._start_failed:  # else its error alone says why
             log.info("stopped")
 
     @staticmethod
@@ -269,6 +270,7 @@ class Node:
                 log.info("stopping before the start finished")
                 starting.cancel()
             await asyncio.gather(starting, return_exceptions=True)
+            self._start_failed = not starting.cancelled() and starting.exception() is not None
             await self.stop()
 
     def failing(self) -> dict[str, str]:
