@@ -577,8 +577,10 @@ async def test_the_node_keeps_going_when_its_status_file_cannot_be_written(tmp_p
         node.write_status(running=True)
         assert "status" not in node.failing()
     finally:
-        await node.stop()
-        await server.stop()
+        try:
+            await node.stop()
+        finally:
+            await server.stop()
 
 
 async def test_views_that_fail_while_running_are_reported_and_retried(tmp_path: Path) -> None:
@@ -604,8 +606,10 @@ async def test_views_that_fail_while_running_are_reported_and_retried(tmp_path: 
         await wait_until(lambda: "views" not in node.failing(), 10, "views to work again")
     finally:
         views.close()
-        await node.stop()
-        await server.stop()
+        try:
+            await node.stop()
+        finally:
+            await server.stop()
 
 
 # -- disk full and read-only: a private mount namespace ---------------------------------
