@@ -44,7 +44,7 @@ from hubnode.commands.common import (
     terminal,
     when,
 )
-from hubnode.config import EMBEDDED, HubFolder
+from hubnode.config import EMBEDDED, HubFolder, check_nats_url
 from hubnode.errors import HubnodeError
 from hubnode.events.ids import hub_display, short_hub
 from hubnode.events.kinds import KINDS
@@ -299,7 +299,10 @@ def run(
     data: DataOpt,
     nats_url: Annotated[
         str | None,
-        typer.Option(help="Use this NATS server instead of the embedded one (config: nats_url)."),
+        typer.Option(
+            help="Use this NATS server instead of the embedded one (config: nats_url): "
+            "nats://HOST:PORT, tls://, ws:// or wss://, several separated by commas."
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
     strict: Annotated[
@@ -312,12 +315,18 @@ def run(
         ),
     ] = False,
 ) -> None:
-    """Run this hub's node until SIGINT/SIGTERM: gossip with peers over NATS, catch up, serve."""
+    """Run this hub's node until SIGINT/SIGTERM: gossip with peers over NATS, catch up, serve.
+
+    At start it checks the log and the views for damage (docs/operating.md)."""
     import logging
-    import signal
 
-    from hubnode.node import Node
+    from hubnode.node import Node, StopDeadline
 
+    if nats_url is not None:
+        try:
+            check_nats_url(nats_url, "--nats-url")
+        except ValueError as e:
+            fail(str(e), 2)
     folder = folder_of(data)
     folder.strict_keys = folder.strict_keys or strict
     logging.basicConfig(
@@ -328,13 +337,15 @@ def run(
     logging.getLogger("nats").setLevel(logging.WARNING if not verbose else logging.DEBUG)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         from hubnode.console.server import node_attachments  # the console, if configured
 
-        await Node(folder, nats_url=nats_url, attach=node_attachments(folder)).run(stop)
+        node = Node(folder, nats_url=nats_url, attach=node_attachments(folder))
+        deadline = StopDeadline(asyncio.Event(), lambda: node.server.pid if node.server else None)
+        deadline.watch(asyncio.get_running_loop())
+        try:
+            await node.run(deadline.stop)
+        finally:
+            deadline.stopped.set()
 
     run_async(main())
 
@@ -454,10 +465,13 @@ def _lacking(info: dict[str, Any]) -> str:
 
 @app.command()
 def status(data: DataOpt, as_json: JsonOpt = False) -> None:
-    """Own head, peers and their lag, counters and the NATS connection of the running node."""
+    """Own head, peers and their lag, counters and the NATS connection of the running node.
+
+    The node is "running", "running but failing (why)" — it cannot reach NATS, write its
+    log, read its views, or update its status file — or "not running"."""
     import time
 
-    from hubnode.node import read_status
+    from hubnode.node import node_state, read_status
 
     folder = folder_of(data)
 
@@ -469,12 +483,15 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
     own = held.get(folder.hub)
     over_budget = run_async(_over_budget(folder))
     snapshot = read_status(folder) or {}
-    fresh = bool(snapshot) and snapshot.get("running") and time.time() - snapshot["updated_at"] < 10
+    state, failing = node_state(snapshot, time.time())
+    fresh = state in ("running", "failing")
     report = {
         "hub": folder.config.hub_id,
         "name": folder.config.name,
         "network": folder.config.network,
-        "running": bool(fresh),
+        "running": state != "not running",
+        "state": state,
+        "failing": failing,
         "own_head": {"seq": own.seq, "id": own.id.hex()} if own else {"seq": 0, "id": None},
         "hubs_held": len(held),
         "nats": snapshot.get("nats") if fresh else {"url": None, "connected": False},
@@ -489,8 +506,10 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(report)
         return
-    state = "running" if fresh else "not running"
-    out.print(f"{shown(report['name'])} ({report['hub']}) on {report['network']}: node {state}")
+    said = {"running": "running", "not running": "not running"}.get(
+        state, f"running but failing ({'; '.join(failing.values())})"
+    )
+    out.print(f"{shown(report['name'])} ({report['hub']}) on {report['network']}: node {said}")
     _print_over_budget(folder, over_budget)
     out.print(f"own head: seq {report['own_head']['seq']}; holding {len(held)} hubs")
     nats = report["nats"] or {}
@@ -651,4 +670,7 @@ def main() -> None:
     except OSError as e:  # disk full, permission denied, …: a message, not a traceback
         where = f"{e.filename}: " if e.filename else ""
         err.print(f"error: {where}{e.strerror or e}", markup=False)
+        sys.exit(1)
+    except HubnodeError as e:  # one a command did not expect (a damaged views table, say)
+        err.print(f"error: {e}", markup=False)
         sys.exit(1)

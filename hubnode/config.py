@@ -13,6 +13,7 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Final
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -30,10 +31,15 @@ EMBEDDED: Final = "embedded"
 UTF8_BOM: Final = b"\xef\xbb\xbf"
 STRICT_ENV: Final = "HUBNODE_STRICT"
 """Set to 1: every command refuses a key file other users may read (docs/operating.md)."""
+NATS_SCHEMES: Final = ("nats", "tls", "ws", "wss")
+_NATS_FORMS: Final = (
+    'write nats://HOST:PORT (or tls://, ws://, wss://; several separated by commas), or "embedded"'
+)
 
 _HEADER: Final = """\
 # hubnode configuration for one hub. Plain TOML: safe to read and edit.
-# nats_url: "embedded" runs a local nats-server; or nats://host:port of an existing one.
+# nats_url: "embedded" runs a local nats-server; or nats://host:port of an existing one
+# (tls://, ws://, wss:// too; several servers separated by commas).
 # trust: hubs this node accepts events from (`hubnode peers add` maintains it).
 # time_overdraft_seconds: how far below zero `hubnode time` may take this hub's balance.
 # followup_days, answer_days: when `hubnode followup due` lists a referral (docs/pathway.md).
@@ -46,6 +52,58 @@ _HEADER: Final = """\
 # `hubnode status` and the console warn; nothing is ever dropped for it (docs/operating.md).
 
 """
+
+
+def nats_servers(url: str) -> list[str]:
+    """The server URLs in a ``nats_url``: one, or several separated by commas."""
+    return [server.strip() for server in url.split(",")]
+
+
+def shown_url(url: str) -> str:
+    """``url`` fit for logs and status files: each password (or token) becomes ``***``."""
+    return ",".join(_shown_server(server) for server in url.split(","))
+
+
+def _shown_server(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hostport = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user + ':***' if colon else '***'}@{hostport}"
+
+
+def check_nats_url(url: str, what: str = "nats_url") -> str:
+    """``url`` if it is ``"embedded"`` or NATS servers nats-py can connect to, else a
+    ValueError naming the value (without its password) and what to write."""
+    if url == EMBEDDED:
+        return url
+
+    def invalid(why: str) -> ValueError:
+        return ValueError(f"{what} {shown_url(url)!r} is invalid ({why}): {_NATS_FORMS}")
+
+    if not url.strip():
+        raise invalid("empty")
+    websocket: set[bool] = set()
+    for server in nats_servers(url):
+        if not server:
+            raise invalid("an empty server between commas")
+        scheme, sep, _ = server.partition("://")
+        if not sep:
+            raise invalid(f"no scheme in {_shown_server(server)!r}")
+        if scheme not in NATS_SCHEMES:
+            raise invalid(f"scheme {scheme!r}: use nats, tls, ws or wss")
+        try:
+            parts = urlsplit(server)
+            host, _port = parts.hostname, parts.port
+        except ValueError as e:  # "Invalid IPv6 URL", "Port out of range 0-65535", …
+            raise invalid(str(e)[:1].lower() + str(e)[1:]) from None
+        if not host:
+            raise invalid(f"no host in {_shown_server(server)!r}")
+        websocket.add(scheme in ("ws", "wss"))
+    if len(websocket) > 1:
+        raise invalid("it mixes websocket servers (ws, wss) with others; nats-py cannot")
+    return url
 
 
 class TrustedHub(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -114,6 +172,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     node warns (status, console). Only a warning: nothing is dropped."""
 
     def __post_init__(self) -> None:
+        check_nats_url(self.nats_url)  # a ValueError: msgspec reports it as invalid config
         for proxy in self.trusted_proxies:
             proxy_network(proxy)
 

@@ -71,6 +71,14 @@ class StorageError(HubnodeError):
     """The local log could not be read or written (disk, lock, corrupt database)."""
 
 
+class DamagedDatabase(StorageError):
+    """A SQLite file (the log, the views) is corrupt; the message says what to do."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class BehindPeers(HubnodeError):
     """Peers hold later events of this hub than its own log: appending now would fork it.
 

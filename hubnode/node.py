@@ -2,7 +2,10 @@
 
 ``hubnode run`` builds a :class:`Node` and runs it until told to stop. While it runs it
 writes ``run/status.json`` in the data folder (atomically, about once a second) so that
-``hubnode status`` and ``hubnode peers list`` — separate processes — can show what it sees.
+``hubnode status`` and ``hubnode peers list`` — separate processes — can show what it sees,
+including what keeps it from working (``failing``: NATS unreachable, the log not writable,
+the views damaged). A stop request is honoured in every state, even before NATS ever
+answered: ``run`` races the start against it.
 """
 
 from __future__ import annotations
@@ -12,15 +15,19 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sqlite3
+import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from hubnode.config import EMBEDDED, HubFolder
-from hubnode.errors import HubnodeError
+from hubnode.config import EMBEDDED, HubFolder, check_nats_url, shown_url
+from hubnode.errors import ConfigError, HubnodeError, StorageError
 from hubnode.events.ids import hub_display, parse_hub
 from hubnode.privacy.keyring import Keyring, catch_up_keys
 from hubnode.projections import ProjectionRunner, installed_projections
@@ -39,6 +46,11 @@ STATUS_EVERY: Final = 1.0
 VIEWS_FILE: Final = "views.sqlite3"
 PROJECTION_POLL: Final = 0.5
 """Seconds between checks for events stored by another process (in-process ones wake it)."""
+STALE_AFTER: Final = 10.0
+"""Seconds after which a status file a live node has not updated is stale."""
+NATS_GRACE: Final = 5.0
+"""Seconds without a NATS connection before the node reports itself failing (a server
+restart, or the first connection at start, takes less)."""
 
 
 Attachment = Callable[["Node"], AbstractAsyncContextManager[object]]
@@ -57,6 +69,46 @@ def read_status(folder: HubFolder) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (``os.kill(pid, 0)`` sends nothing)."""
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # another user's process: it exists
+    except (OSError, OverflowError, ValueError):
+        return False
+    return True
+
+
+def node_state(status: dict[str, Any] | None, now: float) -> tuple[str, dict[str, str]]:
+    """What a status file says of its node: ``(state, failing)``.
+
+    ``state`` is ``"running"``, ``"failing"`` (running, but ``failing`` says what does not
+    work), ``"stale"`` (the process lives but has not updated its status: its disk may be
+    full) or ``"not running"`` (stopped, killed, or never run).
+    """
+    if not status or not status.get("running"):
+        return "not running", {}
+    pid = status.get("pid")
+    if not isinstance(pid, int) or not _alive(pid):
+        return "not running", {}
+    updated = float(status.get("updated_at") or 0)
+    if now - updated > STALE_AFTER:
+        since = when(updated)
+        return "stale", {"status": f"status file stale: not updated since {since}"}
+    failing = status.get("failing") or {}
+    return ("failing" if failing else "running"), dict(failing)
+
+
+def when(ts: float) -> str:
+    """A wall-clock time as status reports show it."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class _Stopping(Exception):
+    """Raised in the projection worker thread between batches once the node stops."""
 
 
 def projection_runner(folder: HubFolder) -> ProjectionRunner:
@@ -94,9 +146,23 @@ class Node:
         self.over_budget: list[DailyIntake] = []
         """Other hubs that sent more than the storage budget today or yesterday."""
         self._budget_warned: set[tuple[bytes, str]] = set()
+        self._start_failed = False
+        self._stopping = False
+        self._problems: dict[str, str] = {}
+        """Failures the node met (views, keyring, status file), by area, until they clear."""
 
     async def start(self) -> None:
+        """Check the files, open the log, start the server if embedded, connect and gossip.
+
+        Raises ConfigError for a bad ``nats_url``, DamagedDatabase (a StorageError) for a
+        damaged log or views database: both before anything is opened.
+        """
         cfg = self.folder.config
+        try:
+            check_nats_url(self.nats_url)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        await self._check_files()
         self.log = await self.folder.open_log()
         self.keyring = Keyring.open(self.folder)
         self.projections = projection_runner(self.folder)
@@ -125,37 +191,121 @@ class Node:
             len(self.gossip.trust),
         )
 
+    async def _check_files(self) -> None:
+        """The start-up check of the log and the views, side by side, each bounded in time
+        (``hubnode/store/health.py``): a damaged file stops the start with what to do."""
+        try:  # a read-only folder fails later, in whichever file is opened first: say it here
+            with tempfile.TemporaryFile(dir=self.folder.path):
+                pass
+        except OSError as e:
+            raise StorageError(
+                f"cannot write to the data folder {self.folder.path}: {e.strerror or e}; "
+                "the node writes its log, views and status there"
+            ) from e
+        views = self.folder.path / VIEWS_FILE
+        checks = await asyncio.gather(
+            asyncio.to_thread(EventLog.check_file, self.folder.log_path),
+            asyncio.to_thread(ProjectionRunner.check, views),
+        )
+        for path, found in zip((self.folder.log_path, views), checks, strict=True):
+            if not found.complete:
+                log.info(
+                    "start-up check of %s stopped after %.1f s (a large file not in memory); "
+                    "the rest was not checked",
+                    path,
+                    found.seconds,
+                )
+
     async def stop(self) -> None:
-        """Stop accepting, flush, close: gossip first, then status, log, server."""
+        """Stop accepting, flush, close: gossip first, then status, log, server.
+
+        Works on a node that started only in part (a start that failed, or one cancelled
+        while it waited for NATS), and goes on past a step that fails: the embedded server
+        is always stopped and the log always closed.
+        """
+        self._stopping = True
         for task in (self._status_task, self._projection_task):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await asyncio.gather(task, return_exceptions=True)
         if self.gossip is not None:
-            await self.gossip.stop()
+            await self._step("leaving NATS", self.gossip.stop())
             self.write_status(running=False)
         if self._catching_up is not None:
             await asyncio.gather(self._catching_up, return_exceptions=True)
-        if self.projections is not None:
-            self.projections.close()
-        if self.keyring is not None:
-            self.keyring.close()
+        for what, close in (("views", self.projections), ("keyring", self.keyring)):
+            if close is not None:
+                try:
+                    close.close()
+                except Exception as e:  # the next steps must still run
+                    log.warning("closing the %s failed: %s", what, e)
         if self.log is not None:
-            await self.log.close()
+            await self._step("closing the log", self.log.close())
         if self.server is not None:
-            await self.server.stop()
-        log.info("stopped")
+            await self._step("stopping nats-server", self.server.stop())
+        if self.log is not None and not self._start_failed:  # else its error alone says why
+            log.info("stopped")
+
+    @staticmethod
+    async def _step(what: str, step: Awaitable[object]) -> None:
+        try:
+            await step
+        except Exception as e:  # the next steps must still run
+            log.warning("%s failed: %s", what, e)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.start()
+        """Start, serve the attachments until ``stop`` is set, stop.
+
+        ``stop`` is honoured during the start too: a node waiting for a NATS server that
+        never answers (or checking its files) stops at once.
+        """
+        starting = asyncio.ensure_future(self.start())
+        stopping = asyncio.ensure_future(stop.wait())
         try:
-            async with AsyncExitStack() as attached:
-                for attachment in self.attach:
-                    await attached.enter_async_context(attachment(self))
-                await stop.wait()
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()  # a start that failed raises here
+                async with AsyncExitStack() as attached:
+                    for attachment in self.attach:
+                        await attached.enter_async_context(attachment(self))
+                    await stopping
         finally:
+            stopping.cancel()
+            if not starting.done():
+                log.info("stopping before the start finished")
+                starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            self._start_failed = not starting.cancelled() and starting.exception() is not None
             await self.stop()
+
+    def failing(self) -> dict[str, str]:
+        """What keeps this node from working, by area (``nats``, ``log``, ``views``,
+        ``keyring``, ``status``): ``hubnode status`` shows it as "running but failing"."""
+        out: dict[str, str] = {}
+        gossip = self.gossip
+        if (
+            gossip is not None
+            and not gossip.connected
+            and time.time() - gossip.connected_changed > NATS_GRACE
+        ):
+            url = gossip.nats_url or shown_url(self.nats_url)
+            out["nats"] = f"not connected to NATS at {url} since {when(gossip.connected_changed)}"
+        if self.log is not None and self.log.write_failure:
+            out["log"] = self.log.write_failure
+        out.update(self._problems)
+        return out
+
+    def _problem(self, area: str, reason: str | None) -> None:
+        """Note (or clear, with None) a failure in ``area``, logging each change once."""
+        before = self._problems.get(area)
+        if reason == before:
+            return
+        if reason is None:
+            del self._problems[area]
+            log.info("%s: working again", area)
+        else:
+            self._problems[area] = reason
+            log.warning("%s: %s", area, reason)
 
     async def _projection_loop(self) -> None:
         """Keep projections and the keyring up to date: after each store, and every 0.5 s."""
@@ -165,17 +315,30 @@ class Node:
             # Listen before catching up: an event stored while catch_up runs must wake the
             # next round at once, not wait for the poll.
             changed = asyncio.ensure_future(log_.wait_changed())
-            # Shielded: a stop must let the worker thread finish before closing its database.
-            self._catching_up = asyncio.ensure_future(asyncio.to_thread(runner.catch_up))
+            # Shielded: a stop must let the worker thread finish before closing its database;
+            # it stops between two batches once the node stops.
+            self._catching_up = asyncio.ensure_future(
+                asyncio.to_thread(runner.catch_up, progress=self._unless_stopping)
+            )
             try:
                 await asyncio.shield(self._catching_up)
-            except HubnodeError as e:
-                log.warning("projections: %s", e)
+            except _Stopping:
+                return
+            except HubnodeError as e:  # damaged views, a full disk: StorageError says which
+                self._problem("views", str(e))
+            except Exception as e:  # a bug: keep the node (and its other views) going
+                self._problem("views", f"{type(e).__name__}: {e}")
+            else:
+                self._problem("views", None)
             await self._keys()
             try:
                 await asyncio.wait([changed], timeout=PROJECTION_POLL)
             finally:
                 changed.cancel()
+
+    def _unless_stopping(self, _applied: int) -> None:
+        if self._stopping:
+            raise _Stopping
 
     async def _keys(self) -> None:
         """Open key boxes sealed to this hub, honour erasures, publish the seal key."""
@@ -185,6 +348,10 @@ class Node:
         except HubnodeError as e:  # e.g. BehindPeers after a restore: retried next round
             log.warning("keyring: %s", e)
             return
+        except (sqlite3.Error, OSError) as e:  # keys/keyring.sqlite3 on a full disk, say
+            self._problem("keyring", f"cannot update the keyring: {e}")
+            return
+        self._problem("keyring", None)
         for owner, subject in done.erased:
             log.info("erased subject %s of %s: key destroyed", subject, hub_display(owner))
         if done.rotated:
@@ -222,8 +389,13 @@ class Node:
                 )
 
     def write_status(self, *, running: bool) -> None:
+        """Write ``run/status.json``. If it cannot be written (a full or read-only disk),
+        the last one written stays, the failure is logged once, and the node goes on:
+        ``hubnode status`` then sees it stale while the process lives."""
         assert self.gossip is not None
         status = self.gossip.status()
+        failing = self.failing()
+        failing.pop("status", None)  # true of the last attempt, not of this file if written
         status.update(
             {
                 "hub": hub_display(self.folder.hub),
@@ -233,6 +405,7 @@ class Node:
                 "pid": os.getpid(),
                 "started_at": self.started_at,
                 "updated_at": time.time(),
+                "failing": failing,
                 "trusted": {
                     hub_display(h): self.gossip.trust.why(h) for h in self.gossip.trust.members
                 },
@@ -249,7 +422,59 @@ class Node:
             }
         )
         path = status_path(self.folder)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(status, indent=1))
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(status, indent=1))
+            os.replace(tmp, path)
+        except OSError as e:
+            self._problem("status", f"cannot write {path.parent}: {e.strerror or e}")
+        else:
+            self._problem("status", None)
+
+
+STOP_DEADLINE: Final = 4.5
+"""Seconds a stop may take before ``hubnode run`` cuts it short (SIGTERM and Ctrl-C end
+the node within 5 s in any state). Nothing is lost: every commit is already durable."""
+
+
+class StopDeadline:
+    """SIGINT and SIGTERM set ``stop``; ``STOP_DEADLINE`` seconds later, from a daemon
+    thread, the process exits whatever is still running.
+
+    Once the node has stopped (``stopped`` set) what can still hold the process is a
+    blocking call in a worker thread that the interpreter waits for at exit: a DNS lookup
+    of a NATS host, stuck on an unreachable DNS server, lasts as long as the resolver's
+    timeout. The process then exits 0. If the node itself did not stop in time (a stuck
+    step), it stops the embedded nats-server and exits 1, saying so.
+    """
+
+    def __init__(self, stop: asyncio.Event, server_pid: Callable[[], int | None]) -> None:
+        self.stop = stop
+        self.server_pid = server_pid
+        self.stopped = threading.Event()
+
+    def watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._requested)
+
+    def _requested(self) -> None:
+        if self.stop.is_set():
+            return
+        self.stop.set()
+        deadline = threading.Timer(STOP_DEADLINE, self._exit_now)
+        deadline.daemon = True
+        deadline.start()
+
+    def _exit_now(self) -> None:
+        if self.stopped.is_set():
+            log.info("not waiting for a blocked lookup (DNS?) to end")
+            os._exit(0)
+        log.error(
+            "did not stop within %.1f s; exiting now (nothing written is lost)", STOP_DEADLINE
+        )
+        pid = self.server_pid()
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+        os._exit(1)

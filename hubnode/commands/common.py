@@ -224,9 +224,14 @@ def runner_of(folder: HubFolder) -> ProjectionRunner:
 
 
 def caught_up(folder: HubFolder) -> ProjectionRunner:
-    """A runner whose projections have applied every event in the log."""
+    """A runner whose projections have applied every event in the log (exits with one
+    line if the views or the log cannot be read: damaged, say)."""
     runner = runner_of(folder)
-    behind = sum(s.behind for s in runner.status() if s.status != "stopped")
-    with progress("updating views", behind or None) as advance:
-        runner.catch_up(progress=advance)
+    try:
+        behind = sum(s.behind for s in runner.status() if s.status != "stopped")
+        with progress("updating views", behind or None) as advance:
+            runner.catch_up(progress=advance)
+    except HubnodeError as e:
+        runner.close()
+        fail(str(e))
     return runner

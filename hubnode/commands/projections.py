@@ -17,7 +17,7 @@ from hubnode.commands.common import (
     print_json,
     runner_of,
 )
-from hubnode.errors import HubnodeError
+from hubnode.errors import HubnodeError, StorageError
 
 projections_app = typer.Typer(
     help="The views each hub builds from the logs: list, status, rebuild, hash.",
@@ -60,8 +60,12 @@ def projections_list(as_json: JsonOpt = False) -> None:
 def projections_status(data: DataOpt, as_json: JsonOpt = False) -> None:
     """Each projection's builds: version, checkpoint, events behind, state and any error."""
     runner = runner_of(folder_of(data))
-    rows = [vars(s) for s in runner.status()]
-    runner.close()
+    try:
+        rows = [vars(s) for s in runner.status()]
+    except HubnodeError as e:  # the log or the views cannot be read (damaged, say)
+        fail(str(e))
+    finally:
+        runner.close()
     if as_json:
         print_json(rows)
         return
@@ -90,9 +94,12 @@ def projections_rebuild(
     runner = runner_of(folder)
     try:
         build = runner.rebuild(name)
+    except StorageError as e:  # not a usage error: the views cannot be written
+        fail(str(e))
     except HubnodeError as e:
         fail(str(e), 2)
-    runner.close()
+    finally:
+        runner.close()
     runner = caught_up(folder)
     status = next(s for s in runner.status() if s.name == name and s.build == build)
     runner.close()
@@ -105,8 +112,12 @@ def projections_rebuild(
 def projections_hash(data: DataOpt, as_json: JsonOpt = False) -> None:
     """A digest of each projection's state: equal on every hub holding the same events."""
     runner = caught_up(folder_of(data))
-    hashes = {p: runner.hash(p) for p in runner.projections}
-    runner.close()
+    try:
+        hashes = {p: runner.hash(p) for p in runner.projections}
+    except HubnodeError as e:  # a damaged table met while hashing it
+        fail(str(e))
+    finally:
+        runner.close()
     if as_json:
         print_json(hashes)
         return

@@ -28,8 +28,9 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import wraps
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import msgspec
 
@@ -46,6 +47,7 @@ from hubnode.projections.base import (
     physical,
 )
 from hubnode.projections.parallel import SCRATCH_CACHE_KIB, rebuild_in_parallel
+from hubnode.store.health import BUDGET, FileCheck, check_file, damaged_views, diagnose, is_damage
 
 BATCH: Final = 10_000
 """Log records per batch (and transaction) when catching up. Large batches make rebuilds
@@ -86,6 +88,29 @@ class BuildStatus:
     error: str | None
     behind: int
     """Events in the log after the checkpoint."""
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _storage_errors(
+    method: Callable[Concatenate[ProjectionRunner, _P], _T],
+) -> Callable[Concatenate[ProjectionRunner, _P], _T]:
+    """Map SQLite's storage failures (damage, a full or read-only disk, I/O errors) to
+    :class:`StorageError` naming the file and what to do: the runner is where hubnode meets
+    the views database, so callers see one error tree. Constraint errors (bugs) pass."""
+
+    @wraps(method)
+    def mapped(self: ProjectionRunner, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            if not (isinstance(e, sqlite3.OperationalError) or is_damage(e)):
+                raise
+            raise self.storage_error(e) from e
+
+    return mapped
 
 
 def _now_ms() -> int:
@@ -187,6 +212,9 @@ class ProjectionRunner:
             self._log = sqlite3.connect(
                 f"file:{log_path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
             )
+        except sqlite3.Error as e:
+            raise self.storage_error(e) from e
+        try:
             self._db = sqlite3.connect(
                 views_path,
                 isolation_level=None,
@@ -195,6 +223,15 @@ class ProjectionRunner:
                 # Every projection's statements stay prepared (the default keeps 128).
                 cached_statements=1024,
             )
+        except sqlite3.Error as e:
+            self._log.close()
+            raise self.storage_error(e) from e
+        self._instances = {name: cls() for name, cls in self.projections.items()}
+        self._txs: dict[tuple[str, int], ProjectionTx] = {}
+        readers = Counter(kind for cls in projections for kind in cls.kinds)
+        self._shared_kinds = frozenset(kind for kind, n in readers.items() if n > 1)
+        self._kinds = frozenset(readers)
+        try:
             if scratch:
                 self._db.execute("PRAGMA journal_mode=MEMORY")  # rollbacks still work
                 self._db.execute("PRAGMA synchronous=OFF")
@@ -205,20 +242,36 @@ class ProjectionRunner:
                 # checkpoint and the data together) without an fsync per batch.
                 self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_STATE)
-        except sqlite3.Error as e:
-            raise StorageError(f"cannot open views {views_path} or log {log_path}: {e}") from e
-        self._instances = {name: cls() for name, cls in self.projections.items()}
-        self._txs: dict[tuple[str, int], ProjectionTx] = {}
-        readers = Counter(kind for cls in projections for kind in cls.kinds)
-        self._shared_kinds = frozenset(kind for kind, n in readers.items() if n > 1)
-        self._kinds = frozenset(readers)
-        with self.write():
-            for cls in projections:
-                self._ensure_build(cls)
+            with self.write():
+                for cls in projections:
+                    self._ensure_build(cls)
+        except sqlite3.DatabaseError as e:
+            error = self.storage_error(e)
+            self.close()
+            raise error from e
 
     def close(self) -> None:
         self._db.close()
         self._log.close()
+
+    @staticmethod
+    def check(views_path: Path, budget: float = BUDGET) -> FileCheck:
+        """Check the views database for damage (bounded in time: ``store/health.py``).
+
+        Raises :class:`DamagedDatabase` saying to delete it (views are rebuilt from the
+        log), :class:`StorageError` if it cannot be read at all.
+        """
+        try:
+            found = check_file(views_path, budget)
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot read views database {views_path}: {e}") from e
+        if found.problem is not None:
+            raise damaged_views(views_path, found.problem)
+        return found
+
+    def storage_error(self, e: sqlite3.Error) -> StorageError:
+        """``e`` as the error to show: which file is damaged and what to do, or what failed."""
+        return diagnose(e, self.views_path, self.log_path)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -287,6 +340,7 @@ class ProjectionRunner:
         ).fetchall():
             self._db.execute(f"DROP TABLE IF EXISTS {table}")
 
+    @_storage_errors
     def rebuild(self, name: str) -> int:
         """Start a fresh build of ``name``; the serving build serves until it catches up."""
         cls = self._class(name)
@@ -313,10 +367,12 @@ class ProjectionRunner:
 
     # -- applying -----------------------------------------------------------------------
 
+    @_storage_errors
     def log_end(self) -> int:
         row = self._log.execute("SELECT COALESCE(MAX(pos), 0) FROM events").fetchone()
         return int(row[0])
 
+    @_storage_errors
     def fresh_builds(self) -> dict[str, int]:
         """Projection → its build of the code's version, where that build has applied
         nothing yet (one query: the node asks on every catch-up of a large log)."""
@@ -330,11 +386,13 @@ class ProjectionRunner:
             if name in self.projections and self.projections[name].version == version
         }
 
+    @_storage_errors
     def kind_counts(self) -> dict[str, int]:
         """Events of each kind in the log."""
         rows = self._log.execute("SELECT kind, COUNT(*) FROM events GROUP BY kind").fetchall()
         return {kind: int(n) for kind, n in rows}
 
+    @_storage_errors
     def step(self, *, skip: Collection[str] = ()) -> int:
         """Apply one batch to every projection that is behind; returns the log records it
         moved their checkpoints past (summed over projections).
@@ -351,6 +409,7 @@ class ProjectionRunner:
                 applied += self._step_one(name, end, window)
         return applied
 
+    @_storage_errors
     def catch_up(
         self, *, parallel: bool = True, progress: Callable[[int], object] | None = None
     ) -> int:
@@ -475,6 +534,7 @@ class ProjectionRunner:
 
     # -- reading ------------------------------------------------------------------------
 
+    @_storage_errors
     def serving_build(self, name: str) -> int | None:
         """The build readers should use: the serving one, else the oldest live one (a build
         that stopped keeps serving what it has until its replacement is swapped in)."""
@@ -484,6 +544,7 @@ class ProjectionRunner:
                 return build
         return builds[-1][0] if builds else None
 
+    @_storage_errors
     def tables(self, name: str) -> dict[str, str]:
         """Logical → physical table names of the build readers should use.
 
@@ -508,6 +569,7 @@ class ProjectionRunner:
             )
         }
 
+    @_storage_errors
     def query(self, name: str, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query on ``name``'s serving tables (``{table}`` placeholders)."""
         tables = self.tables(name)
@@ -521,6 +583,7 @@ class ProjectionRunner:
             ) from None
         return list(self._db.execute(sql, params))
 
+    @_storage_errors
     def status(self) -> list[BuildStatus]:
         end = self.log_end()
         out = []
@@ -542,6 +605,7 @@ class ProjectionRunner:
             )
         return out
 
+    @_storage_errors
     def hash(self, name: str) -> str:
         """SHA-256 of a canonical dump of ``name``'s serving tables (rows sorted)."""
         digest = hashlib.sha256()

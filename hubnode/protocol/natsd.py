@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import signal
 import sys
 import sysconfig
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -25,6 +27,10 @@ from hubnode.errors import ConfigError, TransportError
 
 BINARY: Final = "nats-server"
 START_TIMEOUT: Final = 15.0
+STOP_TIMEOUT: Final = 2.0
+"""Seconds the server gets to exit after SIGTERM before SIGKILL (it takes milliseconds):
+short, so that a node stops within 5 s whatever state it is in."""
+_PR_SET_PDEATHSIG: Final = 1
 
 
 def nats_server_binary() -> Path:
@@ -104,6 +110,30 @@ async def _stop_orphans(ports_dir: Path, conf: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """What the child runs before exec so that it dies with the node, even a SIGKILLed one.
+
+    On Linux, ``prctl(PR_SET_PDEATHSIG, SIGTERM)``: the kernel sends the server SIGTERM
+    when the thread that started it ends; the node starts it from its event loop, which
+    lives as long as the process. Elsewhere None: the next start stops an orphan
+    (``_stop_orphans``). Looked up before the fork, so the child only makes the call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the node died before the call: nobody will signal
+            os._exit(1)
+
+    return arm
+
+
 class EmbeddedServer:
     """One nats-server child process, with its config and log under ``workdir``."""
 
@@ -146,6 +176,7 @@ class EmbeddedServer:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,  # a Ctrl-C meant for hubnode reaches it via stop()
+                preexec_fn=_die_with_parent(),  # one libc call in the child: takes no locks
             )
         finally:
             log.close()
@@ -176,7 +207,7 @@ class EmbeddedServer:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         try:
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(STOP_TIMEOUT):
                 await proc.wait()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):

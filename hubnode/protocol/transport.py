@@ -25,6 +25,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from hubnode.config import nats_servers, shown_url
 from hubnode.errors import Reason
 from hubnode.events.envelope import event_id
 from hubnode.events.ids import hub_display, short_hub
@@ -49,16 +50,6 @@ LIVE_IN_FLIGHT: Final = 2
 """Live ``ev`` messages being ingested at once: one stored while the next is verified.
 More would only queue at the verify pool; the rest wait in the subscription's bounded
 pending queue."""
-
-
-def shown_url(url: str) -> str:
-    """``url`` fit for logs and status files: a password (or a token) becomes ``***``."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, hostport = rest.rpartition("@")
-    if not sep or not at:
-        return url
-    user, colon, _ = userinfo.partition(":")
-    return f"{scheme}://{user + ':***' if colon else '***'}@{hostport}"
 
 
 @dataclass
@@ -138,6 +129,8 @@ class Gossip:
         self.peers: dict[bytes, PeerSeen] = {}
         self.heads: dict[bytes, tuple[int, bytes]] = {}
         self.connected = False
+        self.connected_changed = time.time()
+        """Wall-clock time ``connected`` last changed (or the gossip was made)."""
         self.nats_url: str | None = None
         self.heads_interval = heads_interval
         self._clock = clock
@@ -161,8 +154,7 @@ class Gossip:
         self._published_seq = own[0] if own else 0
         await self.refresh_trust()
         self.core.on_local_heads(self.heads, self._clock())
-        self._nc = await self._connect(url)
-        nc = self._nc
+        nc = await self._connect(url)
         handlers = {
             "ev": self._on_events,
             "heads": self._on_heads,
@@ -177,33 +169,48 @@ class Gossip:
                 pending_bytes_limit=SUB_PENDING_BYTES,
             )
         await nc.flush()
-        self.connected = True
+        self._set_connected(True)
         await self.publish_heads()
         self._spawn(self._publish_loop())
         self._spawn(self._heads_loop())
         self._spawn(self._tick_loop())
 
     async def stop(self) -> None:
+        """Stop the loops and leave NATS: flush what is queued if connected (bounded by
+        ``drain_timeout``), else close at once (a start still connecting, or reconnecting)."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         # Before draining: closing fires the disconnected callback, which must not log
         # "reconnecting" for a clean stop.
         self.connected = False
-        if self._nc is not None and not self._nc.is_closed:
+        nc = self._nc
+        if nc is None or nc.is_closed:
+            return
+        if nc.is_connected:
             with contextlib.suppress(Exception):
-                await self._nc.drain()
+                await nc.drain()
+        if not nc.is_closed:
+            with contextlib.suppress(Exception):
+                await nc.close()
 
     async def _connect(self, url: str) -> Client:
+        """Connect to ``url`` (one server, or several separated by commas), retrying until
+        one answers. Cancelling it (a stop before the first connection) leaves ``_nc``
+        for :meth:`stop` to close."""
         delay = 0.2
         while True:
+            # Made here, not by nats.connect(): a stop must be able to close a client that
+            # is still trying to connect (nats-py retries inside connect() for ever).
+            self._nc = nc = Client()
             try:
-                return await nats.connect(
-                    servers=[url],
+                await nc.connect(
+                    servers=nats_servers(url),
                     name=f"hubnode {hub_display(self.own)}",
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
+                    # Seconds between attempts; annotated int, but nats-py sleeps a float fine.
+                    reconnect_time_wait=0.5,  # type: ignore[arg-type]
                     connect_timeout=2,
                     # Nothing this node publishes is news to it (its own events, heads,
                     # proofs, requests); another process with the same key still gets through.
@@ -215,12 +222,20 @@ class Gossip:
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
                 )
+                return nc
             except (OSError, nats.errors.Error, TimeoutError) as e:
                 log.warning(
                     "cannot reach NATS at %s (%s); retrying in %.1fs", shown_url(url), e, delay
                 )
+                with contextlib.suppress(Exception):
+                    await nc.close()
                 await asyncio.sleep(delay)  # back off before reconnecting: a real wait
                 delay = min(delay * 2, 5.0)
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected != self.connected:
+            self.connected_changed = time.time()
+        self.connected = connected
 
     async def _on_error(self, e: Exception) -> None:
         if isinstance(e, nats.errors.SlowConsumerError):
@@ -235,10 +250,10 @@ class Gossip:
     async def _on_disconnected(self) -> None:
         if self.connected:
             log.warning("disconnected from NATS; reconnecting")
-        self.connected = False
+        self._set_connected(False)
 
     async def _on_reconnected(self) -> None:
-        self.connected = True
+        self._set_connected(True)
         self._error_logged = False
         log.info("reconnected to NATS")
         self._spawn(self.publish_heads())

@@ -35,6 +35,7 @@ from hubnode.errors import InvalidEvent, Reason, StorageError
 from hubnode.events.envelope import Envelope, event_id
 from hubnode.events.ids import hub_display, short_id
 from hubnode.events.verify import verify_record
+from hubnode.store.health import LOG_HELP, damaged_log, is_damage
 from hubnode.store.verifying import VerifyPool
 
 log = logging.getLogger("hubnode.store")
@@ -46,7 +47,7 @@ COLUMN_MISMATCH: Final = "column_mismatch"
 CHAIN_GAP: Final = "chain_gap"
 """A hub's stored chain skips a seq."""
 
-HELP: Final = 'docs/operating.md, "A stored record is damaged"'
+HELP: Final = LOG_HELP
 PAGE: Final = 2000
 """Records per read in :func:`check_log` (one round trip, one batch for the verify pool)."""
 MAX_NOTED: Final = 1000
@@ -170,13 +171,9 @@ def head_problem(
 def storage_error(path: Path, e: sqlite3.Error, doing: str = "") -> StorageError:
     """SQLite's exception as one line naming the file (and what could not be done:
     ``doing`` is a verb, "open") and, for a damaged file, what to do."""
-    code = getattr(e, "sqlite_errorcode", 0) & 0xFF
+    if is_damage(e):
+        return damaged_log(path, str(e))
     where = f"cannot {doing} event log {path}" if doing else f"event log {path}"
-    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
-        return StorageError(
-            f"{where}: the database file is damaged ({e}). Stop the node, run `hubnode log "
-            f"check --data {path.parent}` and repair it ({HELP})"
-        )
     return StorageError(f"{where}: {e}")
 
 

@@ -50,6 +50,7 @@ from hubnode.store.chain import Head as Head  # re-exported: where callers find 
 from hubnode.store.chain import IngestOutcome as IngestOutcome
 from hubnode.store.chain import Status as Status
 from hubnode.store.chain import WriteTx, now_ms
+from hubnode.store.health import BUDGET, FileCheck, check_file, damaged_log
 from hubnode.store.intake import DailyIntake
 from hubnode.store.intake import received as _received
 from hubnode.store.integrity import (
@@ -166,6 +167,9 @@ class EventLog:
         """Positions of stored records whose bodies no longer decode, said once each."""
         self.damage = Damage(path)
         """Damaged records that reads of this log found (each logged once)."""
+        self.write_failure: str | None = None
+        """Why the last write transaction failed (disk full, read-only, I/O error), until
+        one succeeds: what the node reports as "failing" in its status."""
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -215,6 +219,23 @@ class EventLog:
             pending,
             workers or max(2, os.cpu_count() or 2),
         )
+
+    @staticmethod
+    def check_file(path: Path, budget: float = BUDGET) -> FileCheck:
+        """Check the log file at ``path`` for damage, bounded in time (``health.py``; the
+        start-up check: :meth:`check` is the whole one).
+
+        Raises :class:`DamagedDatabase` saying what to do, :class:`StorageError` if it
+        cannot be read at all. A missing log passes: the node creates it and fetches
+        everything from peers.
+        """
+        try:
+            found = check_file(path, budget)
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot read event log {path}: {e}") from e
+        if found.problem is not None:
+            raise damaged_log(path, found.problem)
+        return found
 
     @staticmethod
     async def _check_meta(
@@ -356,7 +377,8 @@ class EventLog:
                     results.append(out)
                 await tx.flush()
                 await self._commit()
-            except BaseException:
+            except BaseException as e:
+                self._note_failure(e)
                 await self._rollback()
                 raise
         await self._notify()
@@ -533,7 +555,8 @@ class EventLog:
                     outcomes[i] = await tx.place(rec, self.pending, self.registry, popped)
                 await tx.flush()
                 await self._commit()
-            except BaseException:
+            except BaseException as e:
+                self._note_failure(e)
                 await self._rollback()
                 self.pending.put_back(popped)
                 raise
@@ -568,6 +591,13 @@ class EventLog:
             await self._db.execute("COMMIT")
         except sqlite3.Error as e:
             raise StorageError(f"cannot commit to event log {self.path}: {e}") from e
+        self.write_failure = None
+
+    def _note_failure(self, e: BaseException) -> None:
+        """Remember why a write failed when the storage is to blame (not the events)."""
+        cause = e.__cause__ if isinstance(e, StorageError) else e
+        if isinstance(cause, sqlite3.Error):
+            self.write_failure = f"cannot write to {self.path.name}: {cause}"
 
     async def _rollback(self) -> None:
         if self._db.in_transaction:
