@@ -220,7 +220,7 @@ async def test_run_refuses_a_damaged_log_with_one_line(tmp_path: Path) -> None:
         line = one_line(run.output())
     assert code != 0
     assert str(log) in line and "damaged" in line
-    assert "from a backup or from peers" in line and "Restoring a backup" in line
+    assert "hubnode log check" in line and "A stored record is damaged" in line
 
 
 async def test_run_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
@@ -247,7 +247,7 @@ def test_commands_name_a_damaged_log_in_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     line = one_line(done.stderr)
-    assert str(folder.log_path) in line and "Restoring a backup" in line
+    assert str(folder.log_path) in line and "A stored record is damaged" in line
 
 
 # -- commands on damaged views ----------------------------------------------------------

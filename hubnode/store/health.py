@@ -97,7 +97,8 @@ def damaged_log(path: Path, problem: str) -> DamagedDatabase:
     return DamagedDatabase(
         str(path),
         f"event log {path} is damaged ({problem}). Stop the node, run `hubnode log check "
-        f"--data {path.parent}` and repair it with `hubnode log repair` ({LOG_HELP})",
+        f"--data {path.parent}`, then repair it with `hubnode log repair`, or restore it "
+        f"where nothing can be read ({LOG_HELP})",
     )
 
 
