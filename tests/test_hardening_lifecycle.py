@@ -800,3 +800,26 @@ async def test_a_read_only_data_folder_ends_run_at_once_with_one_line(
         line = one_line(run.output())
     assert code != 0
     assert "Read-only file system" in line or "readonly" in line
+
+
+def test_the_console_says_when_the_node_runs_but_fails(tmp_path: Path) -> None:
+    """Issue 12 item 4, for staff: a node that runs but cannot write its log is not shown
+    as fine; Today says what does not work."""
+    import json as json_
+
+    from hubnode.node import status_path
+    from tests.test_console import Clock, Net, copy_net, open_desk
+
+    Net.create(tmp_path / "made")
+    net = copy_net(tmp_path / "made", tmp_path)
+    for desk in open_desk(net.a, Clock()):
+        desk.signed_in("a worker")
+        path = status_path(net.a)
+        path.parent.mkdir(exist_ok=True)
+        failing = {"log": "cannot write to log.sqlite3: database or disk is full"}
+        status = {"running": True, "updated_at": desk.clock.now, "failing": failing}
+        path.write_text(json_.dumps({**status, "nats": {"connected": True}}))
+        today = desk.get("/").text
+        assert "node is not running" not in today
+        assert "running but cannot do all its work" in today
+        assert "cannot write to log.sqlite3: database or disk is full" in today

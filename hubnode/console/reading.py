@@ -132,6 +132,8 @@ class NodeState:
     connected: bool
     updated_at: float | None
     over_budget: tuple[OverBudget, ...] = ()
+    failing: tuple[str, ...] = ()
+    """What the running node reports it cannot do (its status file's ``failing``)."""
 
 
 def _over_budget(entries: Any) -> tuple[OverBudget, ...]:
@@ -163,7 +165,9 @@ def node_state(status: dict[str, Any] | None, now: float) -> NodeState:
     )
     nats = status.get("nats") or {}
     over = _over_budget(status.get("over_budget"))  # kept when the node stops: still true
-    return NodeState(fresh, fresh and bool(nats.get("connected")), updated, over)
+    failing = status.get("failing") if fresh else None
+    reasons = tuple(str(v) for v in failing.values()) if isinstance(failing, dict) else ()
+    return NodeState(fresh, fresh and bool(nats.get("connected")), updated, over, reasons)
 
 
 async def network(
@@ -211,6 +215,11 @@ def warnings(me: bytes, found: list[Hub], state: NodeState, now: float) -> list[
         said.append(
             "This hub's node is not running: nothing is sent to other hubs or received "
             "from them. Ask whoever looks after the server to start it (hubnode run)."
+        )
+    elif state.failing:
+        said.append(
+            f"This hub's node is running but cannot do all its work: {'; '.join(state.failing)}. "
+            "Ask whoever looks after the server to check it (hubnode status)."
         )
     elif not state.connected:
         said.append("This hub's node cannot reach the network right now; it keeps trying.")
