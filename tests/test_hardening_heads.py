@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -236,7 +237,7 @@ def spoofed_status(net: Net) -> dict[str, Any]:
         return status
 
     status = asyncio.run(run())
-    status.update({"running": True, "updated_at": time.time()})
+    status.update({"running": True, "updated_at": time.time(), "pid": os.getpid()})
     path = status_path(net.a)
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(status))
