@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +16,7 @@ from hubnode.testing import ChainWriter
 
 if TYPE_CHECKING:
     from .cluster import Cluster
+    from .test_console import Clock, Desk, Net
 
 NET = "test-net"
 SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
@@ -81,6 +82,44 @@ async def log(tmp_path: Path) -> EventLog:
     opened = await EventLog.open(tmp_path / "log.sqlite3", net=NET, key=SigningKey.generate())
     yield opened  # type: ignore[misc]
     await opened.close()
+
+
+# -- three hubs and their staff consoles (tests/test_console.py builds them) -------------
+
+
+@pytest.fixture(scope="session")
+def made_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Hubs a, b and c with their accounts, made once (keys, registrations); each test gets
+    a copy (``net``)."""
+    from .test_console import Net
+
+    root = tmp_path_factory.mktemp("console-net")
+    Net.create(root)
+    return root
+
+
+@pytest.fixture
+def net(made_net: Path, tmp_path: Path) -> Net:
+    from .test_console import copy_net
+
+    return copy_net(made_net, tmp_path)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    from .test_console import Clock
+
+    return Clock()
+
+
+@pytest.fixture
+def desks(net: Net, clock: Clock) -> Iterator[tuple[Desk, Desk]]:
+    """The consoles of hubs a and b, nobody signed in."""
+    from .test_console import open_desk
+
+    for a in open_desk(net.a, clock):
+        for b in open_desk(net.b, clock):
+            yield a, b
 
 
 @pytest.fixture

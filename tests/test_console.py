@@ -195,27 +195,9 @@ class Desk:
         return self
 
 
-@pytest.fixture(scope="session")
-def made_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The hubs made once (keys, registrations, accounts); each test gets a copy."""
-    root = tmp_path_factory.mktemp("console-net")
-    Net.create(root)
-    return root
-
-
 def copy_net(made: Path, tmp: Path) -> Net:
     shutil.copytree(made, tmp / "net")
     return Net(tmp / "net")
-
-
-@pytest.fixture
-def net(made_net: Path, tmp_path: Path) -> Net:
-    return copy_net(made_net, tmp_path)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 def open_desk(folder: HubFolder, clock: Clock, settings: Settings | None = None) -> Iterator[Desk]:

@@ -19,7 +19,7 @@ from hubnode.events.directory import CapacityReported, ServicePublished, WeeklyH
 from hubnode.events.feedback import FeedbackSubmitted, ServiceRef
 from hubnode.events.ids import hub_display
 from hubnode.events.tenders import ClusterFormed, Lot, Period, TenderShared, Value
-from tests.test_console import Clock, Desk, Net, act, copy_net, error_for, log_kinds, open_desk
+from tests.test_console import Clock, Desk, Net, act, error_for, log_kinds, open_desk
 from tests.test_console_pages import bodies, pseudonym
 
 TENDER = "ocds-hubnode-aaaa-1"
@@ -88,16 +88,6 @@ BEFRIENDING = ServicePublished(
     areas=("DL3",),
     schedules=(WeeklyHours(days=("MO",), opens="09:00", closes="17:00"),),
 )
-
-
-@pytest.fixture
-def net(made_net: Path, tmp_path: Path) -> Net:
-    return copy_net(made_net, tmp_path)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -22,7 +20,6 @@ from tests.test_console import (
     Desk,
     Net,
     act,
-    copy_net,
     error_for,
     log_kinds,
     open_desk,
@@ -42,31 +39,6 @@ ADA = {
     "purpose": ["referral", "follow-up"],
     "agreed": "yes",
 }
-
-
-@pytest.fixture(scope="module")
-def made_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("console-net")
-    Net.create(root)
-    return root
-
-
-@pytest.fixture
-def net(made_net: Path, tmp_path: Path) -> Net:
-    return copy_net(made_net, tmp_path)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def desks(net: Net, clock: Clock) -> Iterator[tuple[Desk, Desk]]:
-    """The consoles of hubs a and b."""
-    for a in open_desk(net.a, clock):
-        for b in open_desk(net.b, clock):
-            yield a, b
 
 
 def bodies(net: Net, hub: str, kind: str) -> list[dict[str, object]]:

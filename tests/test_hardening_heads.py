@@ -17,7 +17,6 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,7 +43,7 @@ from hubnode.protocol.sync import (
 from hubnode.protocol.transport import Gossip
 from hubnode.store.log import Status
 from hubnode.trust import TrustSet
-from tests.test_console import CHEAP, PASSWORD, Clock, Desk, Net, act, copy_net, open_desk
+from tests.test_console import CHEAP, PASSWORD, Clock, Desk, Net, act, open_desk
 
 from .cluster import Cluster, hubnode_json, wait_until
 from .conftest import update
@@ -163,18 +162,6 @@ def test_empty_answers_among_random_inputs_never_break_the_core(
 
 
 # -- one node in this process: the adapter, the status file, the console, the CLI --------
-
-
-@pytest.fixture(scope="module")
-def made_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("heads-net")
-    Net.create(root)
-    return root
-
-
-@pytest.fixture
-def net(made_net: Path, tmp_path: Path) -> Net:
-    return copy_net(made_net, tmp_path)
 
 
 @pytest.fixture

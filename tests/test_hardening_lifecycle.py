@@ -40,6 +40,7 @@ from hubnode.protocol import messages as m
 
 from .cluster import HUBNODE, NatsServer, alive, hubnode, kill_if_alive, wait_until
 from .conftest import NET, chain, registered, update
+from .test_console import Net
 
 STOP_WITHIN: Final = 5.0
 """Seconds a node may take to exit after SIGTERM or SIGINT, in any state."""
@@ -802,16 +803,14 @@ async def test_a_read_only_data_folder_ends_run_at_once_with_one_line(
     assert "Read-only file system" in line or "readonly" in line
 
 
-def test_the_console_says_when_the_node_runs_but_fails(tmp_path: Path) -> None:
+def test_the_console_says_when_the_node_runs_but_fails(net: Net) -> None:
     """Issue 12 item 4, for staff: a node that runs but cannot write its log is not shown
     as fine; Today says what does not work."""
     import json as json_
 
     from hubnode.node import status_path
-    from tests.test_console import Clock, Net, copy_net, open_desk
+    from tests.test_console import Clock, open_desk
 
-    Net.create(tmp_path / "made")
-    net = copy_net(tmp_path / "made", tmp_path)
     for desk in open_desk(net.a, Clock()):
         desk.signed_in("a worker")
         path = status_path(net.a)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -21,33 +19,8 @@ from hubnode.cli import app
 from hubnode.config import HubFolder
 from hubnode.events.ids import hub_display
 from hubnode.events.pathway import EnquiryLogged
-from tests.test_console import Clock, Desk, Net, act, copy_net, open_desk
+from tests.test_console import Desk, Net, act
 from tests.test_console_pages import log_ada
-
-
-@pytest.fixture(scope="module")
-def made_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("pseudonym-net")
-    Net.create(root)
-    return root
-
-
-@pytest.fixture
-def net(made_net: Path, tmp_path: Path) -> Net:
-    return copy_net(made_net, tmp_path)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def desks(net: Net, clock: Clock) -> Iterator[tuple[Desk, Desk]]:
-    """The consoles of hubs a and b."""
-    for a in open_desk(net.a, clock):
-        for b in open_desk(net.b, clock):
-            yield a, b
 
 
 def reuse(net: Net, subject: str) -> None:

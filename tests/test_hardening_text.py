@@ -573,15 +573,12 @@ def test_a_multi_line_description_option_is_fine(hub: Path):
     assert result.exit_code == 0, result.output
 
 
-def test_the_staff_console_shows_refused_characters_as_replacements(tmp_path: Path):
+def test_the_staff_console_shows_refused_characters_as_replacements(net: Any):
     """Issue 12 item 5, in the browser: views built before the rule, and a hand-edited
     config, may hold an RLO or a zero-width character; HTML escaping leaves them in, so
     every value a page shows has them replaced."""
-    from tests.test_console import Clock, Net, copy_net, open_desk
+    from tests.test_console import Clock, open_desk
 
-    root = tmp_path / "made"
-    Net.create(root)
-    net = copy_net(root, tmp_path)
     config = net.a.path / "hubnode.toml"
     config.write_text(config.read_text().replace('name = "Hub A"', 'name = "Hub\u202eA\u200b"'))
     net.folders["a"] = HubFolder.open(net.a.path)

@@ -47,7 +47,14 @@ from hubnode.projections.base import (
     physical,
 )
 from hubnode.projections.parallel import SCRATCH_CACHE_KIB, rebuild_in_parallel
-from hubnode.store.health import BUDGET, FileCheck, check_file, damaged_views, diagnose, is_damage
+from hubnode.store.health import (
+    BUDGET,
+    FileCheck,
+    damaged_views,
+    diagnose,
+    is_damage,
+    require_sound,
+)
 
 BATCH: Final = 10_000
 """Log records per batch (and transaction) when catching up. Large batches make rebuilds
@@ -261,13 +268,7 @@ class ProjectionRunner:
         Raises :class:`DamagedDatabase` saying to delete it (views are rebuilt from the
         log), :class:`StorageError` if it cannot be read at all.
         """
-        try:
-            found = check_file(views_path, budget)
-        except sqlite3.Error as e:
-            raise StorageError(f"cannot read views database {views_path}: {e}") from e
-        if found.problem is not None:
-            raise damaged_views(views_path, found.problem)
-        return found
+        return require_sound(views_path, "views database", damaged_views, budget)
 
     def storage_error(self, e: sqlite3.Error) -> StorageError:
         """``e`` as the error to show: which file is damaged and what to do, or what failed."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -89,6 +90,20 @@ def check_file(path: Path, budget: float = BUDGET) -> FileCheck:
 
 
 LOG_HELP: Final = 'docs/operating.md, "A stored record is damaged"'
+
+
+def require_sound(
+    path: Path, what: str, damaged: Callable[[Path, str], DamagedDatabase], budget: float
+) -> FileCheck:
+    """:func:`check_file` of the ``what`` (say, "event log") at ``path``, raising what
+    ``damaged`` makes of a problem found, and StorageError if it cannot be read at all."""
+    try:
+        found = check_file(path, budget)
+    except sqlite3.Error as e:
+        raise StorageError(f"cannot read {what} {path}: {e}") from e
+    if found.problem is not None:
+        raise damaged(path, found.problem)
+    return found
 
 
 def damaged_log(path: Path, problem: str) -> DamagedDatabase:

@@ -50,7 +50,7 @@ from hubnode.store.chain import Head as Head  # re-exported: where callers find 
 from hubnode.store.chain import IngestOutcome as IngestOutcome
 from hubnode.store.chain import Status as Status
 from hubnode.store.chain import WriteTx, now_ms
-from hubnode.store.health import BUDGET, FileCheck, check_file, damaged_log
+from hubnode.store.health import BUDGET, FileCheck, damaged_log, require_sound
 from hubnode.store.intake import DailyIntake
 from hubnode.store.intake import received as _received
 from hubnode.store.integrity import (
@@ -229,13 +229,7 @@ class EventLog:
         cannot be read at all. A missing log passes: the node creates it and fetches
         everything from peers.
         """
-        try:
-            found = check_file(path, budget)
-        except sqlite3.Error as e:
-            raise StorageError(f"cannot read event log {path}: {e}") from e
-        if found.problem is not None:
-            raise damaged_log(path, found.problem)
-        return found
+        return require_sound(path, "event log", damaged_log, budget)
 
     @staticmethod
     async def _check_meta(
