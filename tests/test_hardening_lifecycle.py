@@ -357,15 +357,20 @@ async def test_a_node_reports_running_but_failing_while_nats_never_connects(tmp_
         assert (await run.stopped_by(signal.SIGTERM))[0] == 0
 
 
+async def embedded_server(run: Any, data: Path) -> int:
+    """The pid of the nats-server the node ``run`` started, once it is connected."""
+    await connected(run, data)
+    (ports,) = (data / "run" / "nats" / "ports").glob("*.ports")
+    return int(ports.stem.rsplit("_", 1)[1])
+
+
 async def test_a_sigkilled_node_takes_its_embedded_nats_server_with_it(tmp_path: Path) -> None:
     """Issue 12 item 4: SIGKILL of `hubnode run` left its embedded nats-server running."""
     folder = await asyncio.to_thread(make_hub, tmp_path / "hub")
     server_pid: int | None = None
     try:
         async with hubnode_run("--data", folder.path, log=tmp_path / "out") as run:
-            await connected(run, folder.path)
-            (ports,) = (folder.path / "run" / "nats" / "ports").glob("*.ports")
-            server_pid = int(ports.stem.rsplit("_", 1)[1])
+            server_pid = await embedded_server(run, folder.path)
             assert alive(server_pid)
             run.proc.kill()
             await run.proc.wait()
@@ -384,9 +389,7 @@ async def test_sigterm_stops_the_node_and_its_embedded_server(tmp_path: Path) ->
     server_pid: int | None = None
     try:
         async with hubnode_run("--data", folder.path, log=tmp_path / "out") as run:
-            await connected(run, folder.path)
-            (ports,) = (folder.path / "run" / "nats" / "ports").glob("*.ports")
-            server_pid = int(ports.stem.rsplit("_", 1)[1])
+            server_pid = await embedded_server(run, folder.path)
             code, _ = await run.stopped_by(signal.SIGTERM)
         assert code == 0, run.output()
         assert not alive(server_pid)

@@ -424,23 +424,18 @@ def test_a_damaged_id_is_caught_and_rewritten_from_the_records_own_bytes(
     assert stored_rows(folder.log_path) == before
 
 
+def append_profile(runner: CliRunner, folder: HubFolder) -> Result:
+    """``hubnode log append`` of a profile update to ``folder``."""
+    return invoke(runner, "log", "append", "--data", folder.path,
+                  "--kind", "hub.profile_updated", "--json", '{"area": "Darlington"}')  # fmt: skip
+
+
 def test_append_refuses_to_link_to_a_head_whose_stored_id_is_damaged(
     runner: CliRunner, tmp_path: Path
 ) -> None:
     folder = asyncio.run(make_hub(tmp_path, 3))
     damage_id(folder.log_path, folder.hub, 3)
-    body = '{"area": "Darlington"}'
-    result = invoke(
-        runner,
-        "log",
-        "append",
-        "--data",
-        folder.path,
-        "--kind",
-        "hub.profile_updated",
-        "--json",
-        body,
-    )
+    result = append_profile(runner, folder)
     assert result.exit_code == 1
     assert f"{hub_display(folder.hub)} seq 3 is damaged" in one_line(result)
     assert len(stored_rows(folder.log_path)) == 3
@@ -467,18 +462,7 @@ def test_repair_rebuilds_a_log_with_a_smashed_index(runner: CliRunner, tmp_path:
 
     assert "5 records rebuilt" in said, said
     assert stored_rows(folder.log_path) == before
-    body = '{"area": "Darlington"}'
-    appended = invoke(
-        runner,
-        "log",
-        "append",
-        "--data",
-        folder.path,
-        "--kind",
-        "hub.profile_updated",
-        "--json",
-        body,
-    )
+    appended = append_profile(runner, folder)
     assert appended.exit_code == 0 and "seq 6" in appended.stdout, appended.output
     again = invoke(runner, "log", "repair", "--data", folder.path)
     assert again.exit_code == 0 and "sound, nothing to repair" in again.stdout, again.output
