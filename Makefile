@@ -41,7 +41,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check hubnode tests bench examples
 	$(BIN)/mypy --strict hubnode
 
-BENCHES := append ingest audit crash gossip partition catchup pathway
+BENCHES := append ingest audit crash gossip partition catchup pathway read_verify
 
 bench: $(STAMP)
 	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
