@@ -29,7 +29,7 @@ from typing import Any, Final
 from hubnode.config import EMBEDDED, HubFolder, check_nats_url, shown_url
 from hubnode.errors import ConfigError, HubnodeError, StorageError
 from hubnode.events.ids import hub_display, parse_hub
-from hubnode.privacy.keyring import Keyring, catch_up_keys
+from hubnode.privacy.keyring import Keyring, catch_up_keys, check_log
 from hubnode.projections import ProjectionRunner, installed_projections
 from hubnode.protocol.natsd import EmbeddedServer
 from hubnode.protocol.transport import Gossip
@@ -165,6 +165,10 @@ class Node:
         await self._check_files()
         self.log = await self.folder.open_log()
         self.keyring = Keyring.open(self.folder)
+        # The keyring and the views (in the runner's constructor) check that the log is the
+        # one they read before gossip stores anything: a checkpoint beyond a restored log's
+        # end is sure to be seen now, and re-fetched events would soon reach it.
+        await check_log(self.log, self.keyring)
         self.projections = projection_runner(self.folder)
         self._projection_task = asyncio.create_task(self._projection_loop())
         url = self.nats_url

@@ -20,6 +20,16 @@ Rotation happens only after every pending event has been read, so boxes already 
 here are opened with the old key first. A box sealed to a retired key that arrives later
 (its sender had not yet seen the new key) cannot be opened; it is recorded as unreadable
 and the owner can record the consent again.
+
+The keyring remembers how far it has read the log by ``pos``, with the id of the event
+there (:func:`check_log`). A log without that event there is not the log it read (a backup
+put back, a log lost and fetched again, another hub's copy): its events have other
+positions, and an erasure the keyring never saw may sit below the checkpoint. The keyring
+cannot be rebuilt (the seal keys that opened old boxes are destroyed), so it reads the log
+again from the start, which is safe: an erasure already applied is skipped (no second
+confirmation), and a consent or withdrawal no newer than the last one applied for its
+subject (``consent_seen``) is skipped, so an old box sealed to a destroyed seal key is not
+reported unreadable and an older consent does not undo a later one.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import time
@@ -56,7 +67,9 @@ from hubnode.privacy.published import (
     seal_keys,
 )
 from hubnode.privacy.seal import open_box
-from hubnode.store.log import EventLog
+from hubnode.store.log import EventLog, same_event
+
+logger = logging.getLogger(__name__)
 
 KEYRING_FILE: Final = "keys/keyring.sqlite3"
 KINDS: Final = ("consent.recorded", "consent.withdrawn", "subject.erased")
@@ -79,6 +92,13 @@ CREATE TABLE IF NOT EXISTS unreadable (
     owner BLOB NOT NULL, subject TEXT NOT NULL, event_seq INTEGER NOT NULL,
     why TEXT NOT NULL, PRIMARY KEY (owner, subject, event_seq));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- The owner's last consent or withdrawal applied for each subject (by seq): reading the
+-- log again (check_log) skips what is no newer. Deleted on erasure: the tombstone stays.
+CREATE TABLE IF NOT EXISTS consent_seen (
+    owner BLOB NOT NULL, subject TEXT NOT NULL, event_seq INTEGER NOT NULL,
+    PRIMARY KEY (owner, subject));
+-- The event at the checkpoint (meta "pos"): which log the keyring read. One row at most.
+CREATE TABLE IF NOT EXISTS checkpoint_event (pos INTEGER PRIMARY KEY, id BLOB NOT NULL);
 """
 
 
@@ -343,13 +363,22 @@ class Keyring:
 
     # -- applying the log ---------------------------------------------------------------
 
-    def apply(self, events: Iterable[Event], upto: int, done: KeyCatchUp) -> None:
-        """Apply a page of consent/erasure events (in pos order) and move the checkpoint."""
+    def _set_checkpoint(self, pos: int, event: bytes | None) -> None:
+        self._set_meta("pos", pos)
+        self._db.execute("DELETE FROM checkpoint_event")
+        if event is not None:
+            self._db.execute("INSERT INTO checkpoint_event VALUES (?, ?)", (pos, event))
+
+    def apply(
+        self, events: Iterable[Event], upto: int, event: bytes | None, done: KeyCatchUp
+    ) -> None:
+        """Apply a page of consent/erasure events (in pos order) and move the checkpoint to
+        ``upto``, where the log holds ``event`` (its id; None: no event there)."""
         with self._write():
             key = self.seal_key
             for ev in events:
                 self._apply_one(ev, key, done)
-            self._set_meta("pos", upto)
+            self._set_checkpoint(upto, event)
 
     def _apply_one(self, ev: Event, key: SealKey, done: KeyCatchUp) -> None:
         hub, seq, body = ev.hub, ev.seq, ev.body
@@ -361,6 +390,14 @@ class Keyring:
         subject = body.subject
         if self._erased(hub, subject) is not None:
             return  # never hold a key again for an erased subject
+        seen = self._db.execute(
+            "SELECT event_seq FROM consent_seen WHERE owner = ? AND subject = ?", (hub, subject)
+        ).fetchone()
+        if seen is not None and seq <= seen[0]:
+            return  # applied before this log was read again: the owner's later word stands
+        self._db.execute(
+            "INSERT OR REPLACE INTO consent_seen VALUES (?, ?, ?)", (hub, subject, seq)
+        )
         if isinstance(body, ConsentWithdrawn):
             if hub != self.me and self._drop(hub, subject):
                 done.dropped += 1
@@ -412,6 +449,9 @@ class Keyring:
             (owner, subject, seq, _now_ms(), int(involved)),
         )
         self._db.execute("DELETE FROM boxed WHERE owner = ? AND subject = ?", (owner, subject))
+        self._db.execute(
+            "DELETE FROM consent_seen WHERE owner = ? AND subject = ?", (owner, subject)
+        )
         if key.public in boxed:
             self._set_meta("rotate", 1)
         done.erased.append((owner, subject))
@@ -431,7 +471,30 @@ class Keyring:
                 os.close(fd)  # closing the descriptor releases the lock
 
     def checkpoint(self) -> int:
+        """The log ``pos`` up to which the keyring has read."""
         return self._meta("pos")
+
+    def checkpoint_event(self) -> bytes | None:
+        """The id of the event at the checkpoint; None at 0, or in a keyring from before
+        these were kept."""
+        row = self._db.execute(
+            "SELECT id FROM checkpoint_event WHERE pos = ?", (self.checkpoint(),)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def anchor(self, pos: int, event: bytes) -> None:
+        """Record ``event`` as the one at the checkpoint, if that is still ``pos``."""
+        with self._write():
+            if self.checkpoint() == pos:
+                self._set_checkpoint(pos, event)
+
+    def start_over(self, pos: int) -> bool:
+        """Move the checkpoint back to 0, if it is still ``pos``; whether it did."""
+        with self._write():
+            if self.checkpoint() != pos:
+                return False  # moved meanwhile by another process: its own check stands
+            self._set_checkpoint(0, None)
+        return True
 
     def rotate_if_due(self) -> SealKey | None:
         """Rotate the seal key if an erasure asked for it; the new key, or None."""
@@ -488,12 +551,51 @@ async def publish_seal_key(log: EventLog, keyring: Keyring) -> bool:
     return True
 
 
+async def check_log(log: EventLog, keyring: Keyring) -> bool:
+    """Whether the keyring had to start reading ``log`` over from pos 0: the event it read
+    at its checkpoint is not there (a log put back from a backup, lost and fetched again,
+    another hub's copy; see the module's docstring). Logs one warning when it does.
+
+    A keyring from before checkpoints were anchored trusts its checkpoint if the log has an
+    event there, and anchors it; one beyond the log's end is still caught.
+    """
+    pos, anchor = keyring.checkpoint(), keyring.checkpoint_event()
+    if pos == 0:
+        return False  # nothing read yet
+    stored = await log.stored_at(pos)
+    if anchor is None and stored is not None:
+        keyring.anchor(pos, stored[0])
+        return False
+    if anchor is not None and same_event(stored, anchor):
+        return False
+    if not keyring.start_over(pos):
+        return False
+    read = "" if anchor is None else f", event {anchor.hex()[:12]}"
+    now = (
+        f"the log ends at pos {await log.last_pos()}"
+        if stored is None
+        else f"the log has event {stored[0].hex()[:12]} there"
+    )
+    logger.warning(
+        "keyring %s: the log %s is not the one it read (it had read up to pos %d%s; %s): a backup "
+        "put back, or the log fetched again from peers? Reading the log again from the start "
+        "for consents and erasures it may have missed; what it applied already is kept",
+        keyring.path,
+        log.path,
+        pos,
+        read,
+        now,
+    )
+    return True
+
+
 async def catch_up_keys(log: EventLog, keyring: Keyring) -> KeyCatchUp:
     """Apply every consent and erasure event not yet seen, rotate, publish and confirm.
 
     ``log`` must be opened with the signing key when erasures may need confirming.
     """
     done = KeyCatchUp()
+    await check_log(log, keyring)
     upto = await log.last_pos()
     after = stored = keyring.checkpoint()
     while after < upto:
@@ -505,7 +607,8 @@ async def catch_up_keys(log: EventLog, keyring: Keyring) -> KeyCatchUp:
         # (5 ms each, measured): do it every 10 pages of events read; rereading that
         # many positions (none of these kinds) costs far less.
         if page or last - stored >= 10 * PAGE:
-            keyring.apply(page, last, done)
+            there = page[-1].id if page else await _id_at(log, last)
+            keyring.apply(page, last, there, done)
             stored = last
         after = last
     if keyring.rotate_if_due() is not None:
@@ -516,12 +619,36 @@ async def catch_up_keys(log: EventLog, keyring: Keyring) -> KeyCatchUp:
     # checks and appends, so a seal key or a confirmation is never published twice.
     async with keyring.appending():
         await publish_seal_key(log, keyring)
-        for owner, subject in keyring.unconfirmed():
-            body = SubjectErasureConfirmed(owner=hub_display(owner), subject=subject)
-            appended = await log.append("subject.erasure_confirmed", body)
-            keyring.confirmed(owner, subject, appended.seq)
-            done.confirmed += 1
+        pending = keyring.unconfirmed()
+        # A keyring put back from a copy applies again the erasures it had confirmed after
+        # that copy was made: their confirmations are in the log already.
+        logged = await _confirmations(log, keyring.me) if pending else {}
+        for owner, subject in pending:
+            seq = logged.get((hub_display(owner), subject))
+            if seq is None:
+                body = SubjectErasureConfirmed(owner=hub_display(owner), subject=subject)
+                seq = (await log.append("subject.erasure_confirmed", body)).seq
+                done.confirmed += 1
+            keyring.confirmed(owner, subject, seq)
     return done
+
+
+async def _confirmations(log: EventLog, me: bytes) -> dict[tuple[str, str], int]:
+    """This hub's erasure confirmations in ``log``: (owner shown, subject) → seq."""
+    found: dict[tuple[str, str], int] = {}
+    after = 0
+    kind = "subject.erasure_confirmed"
+    while page := await log.events(after_pos=after, hub=me, kind=kind, limit=PAGE):
+        for ev in page:
+            if isinstance(ev.body, SubjectErasureConfirmed):
+                found[ev.body.owner, ev.body.subject] = ev.seq
+        after = page[-1].pos
+    return found
+
+
+async def _id_at(log: EventLog, pos: int) -> bytes | None:
+    stored = await log.stored_at(pos)
+    return None if stored is None else stored[0]
 
 
 __all__ = [
@@ -530,6 +657,7 @@ __all__ = [
     "Keyring",
     "SealKeyBook",
     "catch_up_keys",
+    "check_log",
     "publish_seal_key",
     "published_seal_key",
     "seal_keys",

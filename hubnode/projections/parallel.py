@@ -12,8 +12,9 @@ no journal on disk, no fsync, a large page cache. A worker's scratch file is nev
 unless the worker finished, so a crash (of the worker or of the whole hub) loses only
 that work: the build in the views database still has checkpoint 0 and is built again.
 When a worker finishes, the runner copies each of its builds' tables into the views
-database and sets the build's checkpoint (and, if the projection raised, its stopped
-status and error) in that same transaction, provided the build is still fresh there: a
+database and sets the build's checkpoint and its anchor (the id of the event there: the
+worker read the same log) — and, if the projection raised, its stopped status and
+error — in that same transaction, provided the build is still fresh there: a
 build another process has meanwhile advanced is left to it. The ``catch_up`` that follows
 applies what was appended meanwhile and swaps each build in, as for any build.
 
@@ -291,13 +292,14 @@ def _copy_build(runner: ProjectionRunner, name: str) -> int:
     db = runner.db
     build = runner.fresh_builds().get(name)
     source = db.execute(
-        "SELECT build, checkpoint, status, error_at, error FROM scratch.projection_builds "
+        "SELECT build, checkpoint, checkpoint_id, status, error_at, error "
+        "FROM scratch.projection_builds "
         "WHERE name = ? AND version = ? AND status != 'retired' ORDER BY build DESC",
         (name, cls.version),
     ).fetchone()
     if build is None or source is None:
         return 0  # advanced here meanwhile by another process: its work stands
-    scratch_build, checkpoint, status, error_at, error = source
+    scratch_build, checkpoint, anchor, status, error_at, error = source
     for table in (*cls.tables, IGNORED_TABLE):
         db.execute(
             f"INSERT INTO main.{physical(name, build, table)} "
@@ -305,8 +307,8 @@ def _copy_build(runner: ProjectionRunner, name: str) -> int:
         )
     status = "stopped" if status == "stopped" else "building"  # swapped in once caught up
     db.execute(
-        "UPDATE projection_builds SET checkpoint = ?, status = ?, error_at = ?, error = ? "
-        "WHERE name = ? AND build = ?",
-        (checkpoint, status, error_at, error, name, build),
+        "UPDATE projection_builds SET checkpoint = ?, checkpoint_id = ?, status = ?, "
+        "error_at = ?, error = ? WHERE name = ? AND build = ?",
+        (checkpoint, anchor, status, error_at, error, name, build),
     )
     return int(checkpoint)

@@ -12,6 +12,12 @@ serving build stays readable; when the new one has caught up with the log it is 
 and the old tables are dropped (blue/green). A projection that raises is stopped at that
 event, with the event and the error recorded; the others go on.
 
+Beside each checkpoint the runner keeps the id of the event at that ``pos``, and before
+catching up it checks that the log still holds that event there. A log that does not (a
+backup put back under newer views, a log lost and fetched again, another hub's copy) has
+given its events other positions, so a checkpoint means nothing in it: the projections
+that read it are rebuilt from the start, as a rebuild would (one warning says why).
+
 The runner is synchronous (plain ``sqlite3``); the node drives it from a worker thread.
 Several processes may run it at once: each batch reads the checkpoint inside its write
 transaction, so no event is applied twice.
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import logging
 import sqlite3
 import time
 import traceback
@@ -55,6 +62,9 @@ from hubnode.store.health import (
     is_damage,
     require_sound,
 )
+from hubnode.store.log import AT_POS, same_event
+
+log = logging.getLogger(__name__)
 
 BATCH: Final = 10_000
 """Log records per batch (and transaction) when catching up. Large batches make rebuilds
@@ -69,6 +79,7 @@ CREATE TABLE IF NOT EXISTS projection_builds (
     build      INTEGER NOT NULL,
     version    INTEGER NOT NULL,
     checkpoint INTEGER NOT NULL DEFAULT 0,   -- last log pos applied (or skipped)
+    checkpoint_id BLOB,                      -- id of the event at that pos: the log read
     status     TEXT    NOT NULL CHECK (status IN ('building', 'serving', 'stopped', 'retired')),
     error_at   TEXT,
     error      TEXT,
@@ -157,6 +168,7 @@ class _Window:
         self._reads: list[tuple[int, int, list[_Row]]] = []
         """(checkpoint read after, pos read up to, the records of those kinds in between)."""
         self._events: dict[int, Event] = {}
+        self._ids: dict[int, bytes | None] = {}
 
     def after(self, checkpoint: int) -> tuple[list[_Row], int]:
         """Up to a batch of (pos, kind, raw, id) after ``checkpoint``, in pos order, and the
@@ -172,6 +184,13 @@ class _Window:
             covered = max(self._end, rows[-1][0] if rows else 0)
         self._reads.append((checkpoint, covered, rows))
         return rows, covered
+
+    def id_at(self, pos: int) -> bytes | None:
+        """The id of the event at ``pos``, None if there is none: a checkpoint's anchor."""
+        if pos not in self._ids:
+            row = self._log.execute("SELECT id FROM events WHERE pos = ?", (pos,)).fetchone()
+            self._ids[pos] = None if row is None else bytes(row[0])
+        return self._ids[pos]
 
     def event(self, row: _Row) -> Event:
         """The decoded event of a row (stored records were verified when ingested)."""
@@ -250,8 +269,12 @@ class ProjectionRunner:
                 self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_STATE)
             with self.write():
+                columns = {r[1] for r in self._db.execute("PRAGMA table_info(projection_builds)")}
+                if "checkpoint_id" not in columns:  # a views file from before anchors
+                    self._db.execute("ALTER TABLE projection_builds ADD COLUMN checkpoint_id BLOB")
                 for cls in projections:
                     self._ensure_build(cls)
+                self._settle_anchors()
         except sqlite3.DatabaseError as e:
             error = self.storage_error(e)
             self.close()
@@ -346,18 +369,99 @@ class ProjectionRunner:
         """Start a fresh build of ``name``; the serving build serves until it catches up."""
         cls = self._class(name)
         with self.write():
-            readers = self.serving_build(name)
-            for build, _, _, status in self._builds(name):
-                if status in ("building", "stopped") and build != readers:
-                    self._drop_build(name, build)
-                    self._db.execute(
-                        "UPDATE projection_builds SET status = 'retired', updated_ms = ? "
-                        "WHERE name = ? AND build = ?",
-                        (_now_ms(), name, build),
-                    )
-            latest = max((b[0] for b in self._builds(name)), default=0)
-            self._start_build(cls, latest + 1)
-            return latest + 1
+            return self._restart(cls)
+
+    def _restart(self, cls: type[Projection]) -> int:
+        """:meth:`rebuild`, inside a transaction; the new build's number."""
+        name = cls.name
+        readers = self.serving_build(name)
+        for build, _, _, status in self._builds(name):
+            if status in ("building", "stopped") and build != readers:
+                self._drop_build(name, build)
+                self._db.execute(
+                    "UPDATE projection_builds SET status = 'retired', updated_ms = ? "
+                    "WHERE name = ? AND build = ?",
+                    (_now_ms(), name, build),
+                )
+        latest = max((b[0] for b in self._builds(name)), default=0)
+        self._start_build(cls, latest + 1)
+        return latest + 1
+
+    # -- the log under the views --------------------------------------------------------
+
+    def _reading(self) -> dict[str, tuple[int, int, bytes | None]]:
+        """Projection → (build, checkpoint, checkpoint_id) of the build that reads on: the
+        newest live build of the code's version, unless it stopped (it reads nothing more,
+        and ``projections rebuild`` starts it over)."""
+        found: dict[str, tuple[int, int, bytes | None]] = {}
+        seen: set[str] = set()
+        for name, build, version, checkpoint, anchor, status in self._db.execute(
+            "SELECT name, build, version, checkpoint, checkpoint_id, status "
+            "FROM projection_builds WHERE status != 'retired' ORDER BY name, build DESC"
+        ).fetchall():
+            cls = self.projections.get(name)
+            if cls is None or version != cls.version or name in seen:
+                continue
+            seen.add(name)
+            if status != "stopped" and checkpoint > 0:  # at 0 it has read nothing
+                found[name] = (build, checkpoint, anchor)
+        return found
+
+    def _misplaced(self) -> tuple[dict[str, str], dict[tuple[str, int], bytes]]:
+        """The projections whose checkpoint's event is not in this log at that pos (name →
+        what was found there), and the anchors to record for builds written before anchors
+        were kept whose checkpoint's event is in the log (trusted: it may well be the log
+        they read, and a checkpoint beyond the log's end is still caught)."""
+        stored: dict[int, tuple[bytes, bytes] | None] = {}
+        wrong: dict[str, str] = {}
+        adopt: dict[tuple[str, int], bytes] = {}
+        for name, (build, checkpoint, anchor) in self._reading().items():
+            if checkpoint not in stored:
+                row = self._log.execute(AT_POS, (checkpoint,)).fetchone()
+                stored[checkpoint] = None if row is None else (bytes(row[0]), bytes(row[1]))
+            there = stored[checkpoint]
+            if anchor is None and there is not None:
+                adopt[name, build] = there[0]
+            elif anchor is None or not same_event(there, bytes(anchor)):
+                read = "" if anchor is None else f", event {bytes(anchor).hex()[:12]}"
+                now = (
+                    f"the log ends at pos {self.log_end()}"
+                    if there is None
+                    else f"the log has event {there[0].hex()[:12]} there"
+                )
+                wrong[name] = f"they had read up to pos {checkpoint}{read}; {now}"
+        return wrong, adopt
+
+    def _settle_anchors(self) -> None:
+        """Inside a write transaction: record the anchors of builds from before anchors,
+        and start over every build whose checkpoint is in another log (one warning)."""
+        wrong, adopt = self._misplaced()
+        for (name, build), anchor in adopt.items():
+            self._db.execute(
+                "UPDATE projection_builds SET checkpoint_id = ? WHERE name = ? AND build = ?",
+                (anchor, name, build),
+            )
+        if not wrong:
+            return
+        names = sorted(wrong)
+        log.warning(
+            "views %s: the log %s is not the one they were built from (%s): a backup put "
+            "back, or the log fetched again from peers? Its events have other positions, so "
+            "rebuilding %s from the start of the log",
+            self.views_path,
+            self.log_path,
+            wrong[names[0]],
+            ", ".join(names),
+        )
+        for name in names:
+            self._restart(self.projections[name])
+
+    def _check_log(self) -> None:
+        """Before catching up: the log must still be the one the checkpoints point into."""
+        if self._misplaced() != ({}, {}):
+            # Again, holding the lock: another process may have started them over meanwhile.
+            with self.write():
+                self._settle_anchors()
 
     def _class(self, name: str) -> type[Projection]:
         try:
@@ -402,6 +506,7 @@ class ProjectionRunner:
         kinds still moves its checkpoint, and ``catch_up`` must not stop there. Projections
         named in ``skip`` (being built by a worker process) are left alone.
         """
+        self._check_log()
         applied = 0
         end = self.log_end()
         window = _Window(self._log, self.registry, self.batch, self._kinds, self._shared_kinds, end)
@@ -420,6 +525,7 @@ class ProjectionRunner:
         processes, one per core (:mod:`hubnode.projections.parallel`). ``progress`` is
         called with the records each part moved past (as ``step`` counts them).
         """
+        self._check_log()  # first: a build started over is fresh, and may go to a worker
         total = rebuild_in_parallel(self) if parallel else 0
         if progress is not None and total:
             progress(total)
@@ -452,9 +558,9 @@ class ProjectionRunner:
             failed = self._apply(name, build, wanted, window) if wanted else None
             last = covered if failed is None else failed
             self._db.execute(
-                "UPDATE projection_builds SET checkpoint = ?, updated_ms = ? "
+                "UPDATE projection_builds SET checkpoint = ?, checkpoint_id = ?, updated_ms = ? "
                 "WHERE name = ? AND build = ?",
-                (last, _now_ms(), name, build),
+                (last, window.id_at(last), _now_ms(), name, build),
             )
             return last - checkpoint  # log positions passed: pos counts records
 

@@ -91,6 +91,23 @@ _TUNING: Final = (
 """Per-connection settings for speed; none changes what is stored or when it is durable."""
 
 
+AT_POS: Final = "SELECT id, raw FROM events WHERE pos = ?"
+"""The stored (id, raw) at one ``pos``: what a reader's anchor is checked against."""
+
+
+def same_event(stored: tuple[bytes, bytes] | None, anchor: bytes) -> bool:
+    """Whether ``stored`` (the id and record at a ``pos``, as :data:`AT_POS` reads them)
+    is the event whose id ``anchor`` is: by the id stored beside it, or by its bytes if
+    that id is damaged (``hubnode log repair`` rewrites such an id, in place).
+
+    Readers that remember how far they have read the log by ``pos`` (the views, the
+    keyring) keep the id of the event at their checkpoint and check it before reading on:
+    a log put back from a backup, lost and fetched again, or another hub's copy, has
+    other events there (or ends before it), and its events have other positions.
+    """
+    return stored is not None and (bytes(stored[0]) == anchor or event_id(stored[1]) == anchor)
+
+
 class Appended(NamedTuple):
     """One of this hub's events, durable in the log."""
 
@@ -631,6 +648,12 @@ class EventLog:
         """
         rows = await self._db.execute_fetchall("SELECT COALESCE(MAX(pos), 0) FROM events")
         return int(next(iter(rows))[0])
+
+    @_sqlite_errors
+    async def stored_at(self, pos: int) -> tuple[bytes, bytes] | None:
+        """The id and record stored at ``pos``, None if none (see :func:`same_event`)."""
+        rows = list(await self._db.execute_fetchall(AT_POS, (pos,)))
+        return (bytes(rows[0][0]), bytes(rows[0][1])) if rows else None
 
     @_sqlite_errors
     async def count(self, hub: bytes | None = None) -> int:
