@@ -22,7 +22,6 @@ from typing import Any, Final, Literal
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from markupsafe import Markup
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -285,7 +284,7 @@ def _shown(value: object) -> object:
     """Every value a page prints, with the characters body text refuses (control, bidi,
     zero-width; docs/protocol.md, "Human text") as U+FFFD: HTML escaping leaves them in,
     and views built before the rule, or a hand-edited config, may still hold them."""
-    if isinstance(value, str) and not isinstance(value, Markup):
+    if isinstance(value, str) and not hasattr(value, "__html__"):  # not markup already made
         return REFUSED_IN_TEXT.sub("\ufffd", value)
     return value
 
