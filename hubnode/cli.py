@@ -475,13 +475,18 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
 
     folder = folder_of(data)
 
-    async def heads() -> dict[bytes, Any]:
+    async def log_state() -> tuple[dict[bytes, Any], list[DailyIntake]]:
+        """The heads held and the other hubs over the storage budget today or yesterday."""
         async with await folder.open_log(with_key=False) as log:
-            return dict(await log.heads())
+            over = await log.over_budget(
+                folder.config.storage_budget_bytes,
+                since=alert_since(now_ms()),
+                other_than=folder.hub,
+            )
+            return dict(await log.heads()), over
 
-    held = run_async(heads())
+    held, over_budget = run_async(log_state())
     own = held.get(folder.hub)
-    over_budget = run_async(_over_budget(folder))
     snapshot = read_status(folder) or {}
     state, failing = node_state(snapshot, time.time())
     fresh = state in ("running", "failing")
@@ -547,21 +552,13 @@ def status(data: DataOpt, as_json: JsonOpt = False) -> None:
         )
 
 
-async def _over_budget(folder: HubFolder) -> list[DailyIntake]:
-    """Other hubs that sent this one more than its storage budget today or yesterday."""
-    async with await folder.open_log(with_key=False) as log:
-        return await log.over_budget(
-            folder.config.storage_budget_bytes, since=alert_since(now_ms()), other_than=folder.hub
-        )
-
-
 def _print_over_budget(folder: HubFolder, rows: list[DailyIntake]) -> None:
     names = {t.id: t.name for t in folder.config.trust if t.name}
     budget = megabytes(folder.config.storage_budget_bytes)
     today = day_of(now_ms())
     for row in rows:
-        shown = hub_display(row.hub)
-        who = f"{names[shown]} ({shown})" if shown in names else shown
+        hub = hub_display(row.hub)
+        who = f"{names[hub]} ({hub})" if hub in names else hub
         day = "today" if row.day == today else f"on {row.day}"
         out.print(
             f"[bold red]OVER BUDGET[/]: {escape(who)} sent {megabytes(row.bytes)} "
